@@ -97,8 +97,11 @@ def dataset_options(dataset: Dataset) -> HumanOptions:
 def agreement_from_counts(counts: np.ndarray) -> dict[str, Any]:
     """Agreement on primary votes; undefined (with a reason) for fractional weights."""
     if counts.size and not np.allclose(counts, np.round(counts)):
-        return {"fleiss_kappa": None, "krippendorff_alpha": None,
-                "reason": "fractional vote weights"}
+        return {
+            "fleiss_kappa": None,
+            "krippendorff_alpha": None,
+            "reason": "fractional vote weights",
+        }
     summary = agreement_summary(np.round(counts)) if counts.size else {}
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
@@ -121,22 +124,29 @@ def refresh_human(
     opts = options or dataset_options(ds)
     k = ds.k
     clip_ids = np.array(
-        [r[0] for r in ws.conn.execute(
-            "SELECT id FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,)
-        )],
+        [
+            r[0]
+            for r in ws.conn.execute(
+                "SELECT id FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,)
+            )
+        ],
         dtype=np.int64,
     )
     votes = ws.vote_arrays(ds.id, opts.kinds)
     clip_idx = np.searchsorted(clip_ids, votes.clip_id)
-    counts = vote_counts(clip_idx, votes.label_idx, votes.weight, votes.rank,
-                         len(clip_ids), k, opts.distribution)
-    primary = vote_counts(clip_idx, votes.label_idx, votes.weight, votes.rank,
-                          len(clip_ids), k, DistributionOptions())
+    counts = vote_counts(
+        clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), k, opts.distribution
+    )
+    primary = vote_counts(
+        clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), k, DistributionOptions()
+    )
     dist, valid = human_distribution(counts, opts.distribution)
     ent = entropy_bits(dist)
     nent = normalized_entropy(dist)
     levels = ambiguity_levels(
-        nent, method=opts.ambiguity_method, thresholds=opts.thresholds  # type: ignore[arg-type]
+        nent,
+        method=opts.ambiguity_method,
+        thresholds=opts.thresholds,  # type: ignore[arg-type]
     )
     majority, tie = majority_labels(primary)
     raters = _raters_per_clip(clip_idx, votes.annotator_id, len(clip_ids))
@@ -144,8 +154,12 @@ def refresh_human(
     names = ds.label_set
     rows = [
         (
-            int(clip_ids[i]), blobs[i], float(primary[i].sum()), int(raters[i]),
-            names[majority[i]] if majority[i] >= 0 else None, int(tie[i]),
+            int(clip_ids[i]),
+            blobs[i],
+            float(primary[i].sum()),
+            int(raters[i]),
+            names[majority[i]] if majority[i] >= 0 else None,
+            int(tie[i]),
             None if not valid[i] else float(ent[i]),
             None if not valid[i] else float(nent[i]),
             AMBIGUITY_LEVELS[levels.codes[i]] if levels.codes[i] >= 0 else None,
@@ -155,8 +169,12 @@ def refresh_human(
     cuts = {"method": levels.method, "cuts": [float(c) for c in levels.cuts]}
     agreement = agreement_from_counts(primary[valid])
     ws.write_human_cache(
-        ds.id, rows, options=opts.to_dict(), votes_version=ds.votes_version,
-        cuts=cuts, agreement=agreement,
+        ds.id,
+        rows,
+        options=opts.to_dict(),
+        votes_version=ds.votes_version,
+        cuts=cuts,
+        agreement=agreement,
     )
     return HumanSummary(
         dataset=ds.name,
@@ -174,9 +192,8 @@ def is_fresh(ws: Workspace, dataset: Dataset, options: HumanOptions | None = Non
         return False
     current = ws.get_dataset(dataset.id)
     opts = options or dataset_options(current)
-    return (
-        state["votes_version"] == current.votes_version
-        and state["options"] == _roundtrip(opts.to_dict())
+    return state["votes_version"] == current.votes_version and state["options"] == _roundtrip(
+        opts.to_dict()
     )
 
 

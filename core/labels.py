@@ -107,11 +107,27 @@ CORPUS_CODES: dict[str, dict[str, str | None]] = {
 
 CORPUS_LABEL_SETS: dict[str, tuple[str, ...]] = {
     "iemocap": (
-        "neutral", "happy", "sad", "angry", "fear", "disgust", "surprise",
-        "frustrated", "excited", "other",
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "fear",
+        "disgust",
+        "surprise",
+        "frustrated",
+        "excited",
+        "other",
     ),
     "msp-podcast": (
-        "neutral", "happy", "sad", "angry", "fear", "disgust", "surprise", "contempt", "other",
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "fear",
+        "disgust",
+        "surprise",
+        "contempt",
+        "other",
     ),
     "crema-d": ("neutral", "happy", "sad", "angry", "fear", "disgust"),
 }
@@ -172,13 +188,29 @@ class LabelMapper:
     corpus: str | None = None
     extra: Mapping[str, str] = field(default_factory=dict)
     unknown: Counter[str] = field(default_factory=Counter)
+    _memo: dict[str, tuple[str | None, bool]] = field(default_factory=dict, repr=False)
 
     def map(self, text: str) -> str | None:
-        try:
-            return to_canonical(text, corpus=self.corpus, extra=self.extra)
-        except LabelError:
+        """Canonical label, or None for a no-label code or an unknown word (then counted).
+
+        Memoised per spelling: importers call this once per vote, a million times for
+        MSP-Podcast, over a few dozen distinct strings.
+        """
+        hit = self._memo.get(text)
+        if hit is None:
+            try:
+                hit = (to_canonical(text, corpus=self.corpus, extra=self.extra), False)
+            except LabelError:
+                hit = (None, True)
+            self._memo[text] = hit
+        label, unknown = hit
+        if unknown:
             self.unknown[text.strip()] += 1
-            return None
+        return label
+
+    def is_unknown(self, text: str) -> bool:
+        """Whether `text` was an unknown word (as opposed to a no-label code)."""
+        return self._memo.get(text, (None, False))[1]
 
     def unknown_summary(self, limit: int = 10) -> str:
         items = ", ".join(f"{k!r} x{v}" for k, v in self.unknown.most_common(limit))

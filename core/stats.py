@@ -64,15 +64,16 @@ def dataset_stats(ws: Workspace, ds: Dataset) -> dict[str, Any]:
             (ds.id,),
         ).fetchall()
     )
-    majority = {
-        label: int((human.majority == i).sum()) for i, label in enumerate(ds.label_set)
-    }
+    majority = {label: int((human.majority == i).sum()) for i, label in enumerate(ds.label_set)}
     levels = {lvl: int((human.ambiguity == lvl).sum()) for lvl in ("low", "medium", "high")}
     splits: dict[str, Any] = {}
     split_of = np.array(
-        [s for (s,) in ws.conn.execute(
-            "SELECT coalesce(split, '') FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,)
-        )],
+        [
+            s
+            for (s,) in ws.conn.execute(
+                "SELECT coalesce(split, '') FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,)
+            )
+        ],
         dtype=object,
     )
     names = sorted(set(split_of.tolist()))

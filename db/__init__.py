@@ -28,7 +28,24 @@ _EXPORTS = {
     "codec": "db.codec",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "ANNOTATOR_KINDS",
+    "Annotator",
+    "Clip",
+    "ClipIn",
+    "Dataset",
+    "Job",
+    "Prediction",
+    "Run",
+    "RunIn",
+    "Sample",
+    "VoteArrays",
+    "VoteIn",
+    "VoteRow",
+    "Workspace",
+    "WorkspaceError",
+    "codec",
+]
 
 if TYPE_CHECKING:
     from db import codec

@@ -29,15 +29,19 @@ class Dataset:
     votes_version: int
     created_at: str
 
-    COLUMNS: ClassVar[str] = (
-        "id, name, format, root, label_set, options, votes_version, created_at"
-    )
+    COLUMNS: ClassVar[str] = "id, name, format, root, label_set, options, votes_version, created_at"
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Dataset:
         return cls(
-            row[0], row[1], row[2], row[3], tuple(codec.loads(row[4], [])),
-            codec.loads(row[5], {}), row[6], row[7],
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            tuple(codec.loads(row[4], [])),
+            codec.loads(row[5], {}),
+            row[6],
+            row[7],
         )
 
     @property
@@ -214,15 +218,23 @@ class Sample:
 
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Sample:
-        return cls(
-            *row[:5], codec.decode_dist(row[5]), *row[6:10], bool(row[10]), row[11]
-        )
+        return cls(*row[:5], codec.decode_dist(row[5]), *row[6:10], bool(row[10]), row[11])
 
     def to_row(self) -> tuple[Any, ...]:
         blob = None if self.distribution is None else codec.encode_dist(self.distribution)
         return (
-            self.run_id, self.clip_id, self.idx, self.raw_text, self.label, blob, self.logprob,
-            self.logprob_norm, self.n_tokens, self.verifier_score, int(self.valid), self.error,
+            self.run_id,
+            self.clip_id,
+            self.idx,
+            self.raw_text,
+            self.label,
+            blob,
+            self.logprob,
+            self.logprob_norm,
+            self.n_tokens,
+            self.verifier_score,
+            int(self.valid),
+            self.error,
         )
 
 
@@ -262,6 +274,19 @@ class Job:
     @classmethod
     def from_row(cls, row: tuple[Any, ...]) -> Job:
         return cls(
-            row[0], row[1], codec.loads(row[2], {}), row[3], row[4], row[5], row[6], row[7],
-            row[8], bool(row[9]), row[10], row[11], row[12], row[13], row[14],
+            row[0],
+            row[1],
+            codec.loads(row[2], {}),
+            row[3],
+            row[4],
+            row[5],
+            row[6],
+            row[7],
+            row[8],
+            bool(row[9]),
+            row[10],
+            row[11],
+            row[12],
+            row[13],
+            row[14],
         )

@@ -88,7 +88,9 @@ class Workspace:
         try:
             if readonly:
                 conn = sqlite3.connect(
-                    f"file:{p.resolve()}?mode=ro", uri=True, isolation_level=None,
+                    f"file:{p.resolve()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
                     check_same_thread=False,
                 )
             else:
@@ -289,8 +291,17 @@ class Workspace:
         )
         rows = (
             (
-                dataset_id, c.key, c.path, c.duration, c.sample_rate, c.speaker, c.gender,
-                c.split, c.transcript, c.intended_label, codec.dumps(c.meta or {}),
+                dataset_id,
+                c.key,
+                c.path,
+                c.duration,
+                c.sample_rate,
+                c.speaker,
+                c.gender,
+                c.split,
+                c.transcript,
+                c.intended_label,
+                codec.dumps(c.meta or {}),
             )
             for c in clips
         )
@@ -451,8 +462,7 @@ class Workspace:
 
     def count_votes(self, dataset_id: int) -> int:
         return self.conn.execute(
-            "SELECT count(*) FROM votes v JOIN clips c ON c.id = v.clip_id "
-            "WHERE c.dataset_id = ?",
+            "SELECT count(*) FROM votes v JOIN clips c ON c.id = v.clip_id WHERE c.dataset_id = ?",
             (dataset_id,),
         ).fetchone()[0]
 
@@ -518,8 +528,11 @@ class Workspace:
                 "cuts = excluded.cuts, agreement = excluded.agreement, "
                 "computed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
                 (
-                    dataset_id, codec.dumps(options), votes_version,
-                    codec.dumps(cuts), codec.dumps(agreement),
+                    dataset_id,
+                    codec.dumps(options),
+                    votes_version,
+                    codec.dumps(cuts),
+                    codec.dumps(agreement),
                 ),
             )
 
@@ -555,9 +568,21 @@ class Workspace:
             "prompt_text, mode, n, temperature, top_p, search, seed, verifier, config) "
             "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                run.dataset_id, run.name, run.model, run.revision, run.backend,
-                run.prompt_template, run.prompt_text, run.mode, run.n, run.temperature,
-                run.top_p, run.search, run.seed, run.verifier, codec.dumps(run.config),
+                run.dataset_id,
+                run.name,
+                run.model,
+                run.revision,
+                run.backend,
+                run.prompt_template,
+                run.prompt_text,
+                run.mode,
+                run.n,
+                run.temperature,
+                run.top_p,
+                run.search,
+                run.seed,
+                run.verifier,
+                codec.dumps(run.config),
             ),
         )
         return self.get_run(int(cur.lastrowid or 0))
@@ -622,14 +647,20 @@ class Workspace:
                 "entropy = excluded.entropy",
                 (
                     (
-                        p.run_id, p.strategy, p.clip_id, codec.encode_dist(p.distribution),
-                        p.label, p.entropy,
+                        p.run_id,
+                        p.strategy,
+                        p.clip_id,
+                        codec.encode_dist(p.distribution),
+                        p.label,
+                        p.entropy,
                     )
                     for p in predictions
                 ),
             )
 
-    def prediction_arrays(self, run_id: int, strategy: str, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def prediction_arrays(
+        self, run_id: int, strategy: str, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(clip_ids, (n, k) distributions) of one run's strategy, ordered by clip id."""
         rows = self.conn.execute(
             "SELECT clip_id, distribution FROM predictions WHERE run_id = ? AND strategy = ? "
@@ -680,7 +711,9 @@ class Workspace:
                     (clip_id, name, author),
                 )
             else:
-                self.conn.execute("DELETE FROM tags WHERE clip_id = ? AND name = ?", (clip_id, name))
+                self.conn.execute(
+                    "DELETE FROM tags WHERE clip_id = ? AND name = ?", (clip_id, name)
+                )
         return was
 
     def tags(self, clip_id: int) -> list[str]:
@@ -765,4 +798,3 @@ class Workspace:
     def table_counts(self) -> dict[str, int]:
         """Row counts of every table (for `ambiscope stats` and tests)."""
         return {t.name: t.count for t in self.db.tables}
-

@@ -14,18 +14,27 @@ from db import ClipIn, VoteIn, Workspace
 def ws(tmp_path):
     with Workspace.open(tmp_path / "w.db", create=True) as workspace:
         ds = workspace.add_dataset("toy", "manifest", ["neutral", "happy", "sad"])
-        workspace.add_clips(ds.id, [ClipIn(k, split="train" if k < "d" else "test")
-                                    for k in "abcdef"])
+        workspace.add_clips(
+            ds.id, [ClipIn(k, split="train" if k < "d" else "test") for k in "abcdef"]
+        )
         ids = workspace.clip_ids(ds.id)
         ann = workspace.ensure_annotators(
             ds.id, [("r1", "human"), ("r2", "human"), ("r3", "human"), ("me", "self")]
         )
         votes = [
-            ("a", "r1", "happy"), ("a", "r2", "happy"), ("a", "r3", "happy"),
-            ("b", "r1", "sad"), ("b", "r2", "happy"), ("b", "r3", "sad"),
-            ("c", "r1", "sad"), ("c", "r2", "happy"), ("c", "r3", "neutral"),
-            ("d", "r1", "neutral"), ("d", "r2", "neutral"),
-            ("e", "r1", "sad"), ("e", "me", "happy"),
+            ("a", "r1", "happy"),
+            ("a", "r2", "happy"),
+            ("a", "r3", "happy"),
+            ("b", "r1", "sad"),
+            ("b", "r2", "happy"),
+            ("b", "r3", "sad"),
+            ("c", "r1", "sad"),
+            ("c", "r2", "happy"),
+            ("c", "r3", "neutral"),
+            ("d", "r1", "neutral"),
+            ("d", "r2", "neutral"),
+            ("e", "r1", "sad"),
+            ("e", "me", "happy"),
         ]
         workspace.add_votes(ds.id, [VoteIn(ids[c], ann[r], lbl) for c, r, lbl in votes])
         workspace.add_votes(ds.id, [VoteIn(ids["b"], ann["r2"], "sad", rank=1)])

@@ -196,8 +196,15 @@ def test_flags_tags_notes_report_previous_state(ws, dataset):
 def test_runs_samples_predictions_roundtrip(ws, dataset):
     ids = ws.clip_ids(dataset.id)
     run = ws.add_run(
-        RunIn(dataset.id, "tiny", "transformers", "label", 2, temperature=0.8,
-              config={"versions": {"torch": "x"}})
+        RunIn(
+            dataset.id,
+            "tiny",
+            "transformers",
+            "label",
+            2,
+            temperature=0.8,
+            config={"versions": {"torch": "x"}},
+        )
     )
     assert ws.get_run(run.id).config == {"versions": {"torch": "x"}}
     ws.add_samples(

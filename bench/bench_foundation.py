@@ -1,0 +1,129 @@
+"""Foundation benchmark at MSP-Podcast scale (issue targets in brackets).
+
+Builds a synthetic workspace of 150,000 clips and ~1,000,000 votes over 9 labels (no
+audio), then times:
+  - bulk insert of clips, annotators and votes            [<= 20 s]
+  - human distributions + ambiguity refresh for all clips  [<= 5 s]
+  - the full metric table (all metrics, 3 ambiguity levels + all) against a random
+    model distribution                                      [<= 2 s]
+  - bootstrap 95% CIs with 1000 resamples                   [<= 20 s]
+  - peak memory (max RSS)                                   [<= 2 GB]
+Prints readable lines and, last, one JSON line.
+
+Run: .venv/bin/python bench/bench_foundation.py [--clips 150000] [--votes-per-clip 6.7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.human import load_human, refresh_human
+from core.labels import CORPUS_LABEL_SETS
+from core.metrics import bootstrap_ci, metric_table
+from db import ClipIn, VoteIn, Workspace
+
+
+def synthetic_votes(n_clips: int, per_clip: float, k: int, rng: np.random.Generator):
+    """Raters per clip ~ 1 + Poisson, labels from a per-clip Dirichlet (varied ambiguity)."""
+    n_raters = 1 + rng.poisson(per_clip - 1, size=n_clips)
+    clip_idx = np.repeat(np.arange(n_clips), n_raters)
+    concentration = rng.choice([0.1, 0.5, 2.0], size=n_clips)
+    probs = rng.gamma(concentration[:, None], size=(n_clips, k))
+    probs /= probs.sum(axis=1, keepdims=True)
+    cum = probs.cumsum(axis=1)[clip_idx]
+    labels = (rng.random(len(clip_idx))[:, None] > cum).sum(axis=1).clip(0, k - 1)
+    # distinct raters within a clip: offset a random start through a pool of 5000
+    start = rng.integers(0, 5000, size=n_clips)[clip_idx]
+    within = np.arange(len(clip_idx)) - np.repeat(np.cumsum(n_raters) - n_raters, n_raters)
+    raters = (start + within) % 5000
+    return clip_idx, labels, raters
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=150_000)
+    parser.add_argument("--votes-per-clip", type=float, default=6.7)
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    labels = CORPUS_LABEL_SETS["msp-podcast"]
+    k = len(labels)
+    clip_idx, label_idx, rater_idx = synthetic_votes(args.clips, args.votes_per_clip, k, rng)
+    results: dict[str, float | int] = {"clips": args.clips, "votes": len(clip_idx), "k": k}
+
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        Workspace.open(Path(tmp) / "bench.db", create=True) as ws,
+    ):
+        t0 = time.perf_counter()
+        ds = ws.add_dataset("bench", "msp-podcast", labels)
+        splits = np.array(["Train", "Development", "Test1"])[rng.integers(0, 3, args.clips)]
+        ws.add_clips(
+            ds.id,
+            (ClipIn(f"MSP-PODCAST_{i:07d}.wav", split=str(splits[i])) for i in range(args.clips)),
+        )
+        keys = ws.clip_ids(ds.id)
+        clip_ids = np.array([keys[f"MSP-PODCAST_{i:07d}.wav"] for i in range(args.clips)])
+        raters = ws.ensure_annotators(ds.id, [(f"WORKER{r:05d}", "human") for r in range(5000)])
+        rater_ids = np.array([raters[f"WORKER{r:05d}"] for r in range(5000)])
+        label_names = np.array(labels, dtype=object)
+        ws.add_votes(
+            ds.id,
+            map(
+                VoteIn,
+                clip_ids[clip_idx].tolist(),
+                rater_ids[rater_idx].tolist(),
+                label_names[label_idx].tolist(),
+            ),
+        )
+        results["insert_s"] = round(time.perf_counter() - t0, 2)
+
+        t0 = time.perf_counter()
+        summary = refresh_human(ws, ds)
+        results["human_refresh_s"] = round(time.perf_counter() - t0, 2)
+        results.update({f"level_{k_}": v for k_, v in summary.level_counts.items()})
+
+        t0 = time.perf_counter()
+        human = load_human(ws, ds)
+        results["human_load_s"] = round(time.perf_counter() - t0, 2)
+
+    valid = human.valid
+    p = human.dist[valid]
+    groups = human.ambiguity[valid].astype(str)
+    q = rng.dirichlet(np.ones(k), size=len(p))
+    t0 = time.perf_counter()
+    table = metric_table(p, q, groups)
+    results["metric_table_s"] = round(time.perf_counter() - t0, 2)
+    results["metric_rows"] = len(table)
+    t0 = time.perf_counter()
+    bootstrap_ci(p, q, n_resamples=args.bootstrap, seed=0)
+    results["bootstrap_s"] = round(time.perf_counter() - t0, 2)
+    results["bootstrap_resamples"] = args.bootstrap
+    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+    targets = {
+        "insert_s": 20,
+        "human_refresh_s": 5,
+        "metric_table_s": 2,
+        "bootstrap_s": 20,
+        "peak_rss_mb": 2048,
+    }
+    for key, value in results.items():
+        limit = targets.get(key)
+        verdict = "" if limit is None else (" ok" if value <= limit else f" OVER {limit}")
+        print(f"{key:>22}: {value}{verdict}")
+    print(json.dumps({"bench": "foundation", **results}))
+
+
+if __name__ == "__main__":
+    main()

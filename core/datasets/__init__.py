@@ -1,0 +1,41 @@
+"""Corpus importers, one module per format; all write the same workspace rows.
+
+Each format module exposes `FORMAT` (the CLI name), `default_name(path) -> str` and
+`read(path, options) -> ParsedCorpus`; `core.datasets.base.write_corpus` does the rest.
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from types import ModuleType
+
+from core.datasets.base import ImportOptions, ImportResult, write_corpus
+from db import Workspace
+
+# CLI format name -> module (imported lazily).
+FORMATS: dict[str, str] = {
+    "crema-d": "core.datasets.crema_d",
+    "iemocap": "core.datasets.iemocap",
+    "msp-podcast": "core.datasets.msp_podcast",
+    "label-studio": "core.datasets.label_studio",
+    "manifest": "core.datasets.manifest",
+}
+
+
+def importer(format: str) -> ModuleType:
+    if format not in FORMATS:
+        raise ValueError(f"unknown format {format!r} (known: {', '.join(FORMATS)})")
+    return importlib.import_module(FORMATS[format])
+
+
+def import_corpus(
+    ws: Workspace, format: str, path: str | Path, options: ImportOptions
+) -> ImportResult:
+    """Read a corpus from disk and write it into the workspace in one transaction."""
+    module = importer(format)
+    source = Path(path)
+    if not source.exists():
+        raise ValueError(f"{source}: no such file or directory")
+    parsed = module.read(source, options)
+    return write_corpus(ws, parsed, options, default_name=module.default_name(source))
