@@ -1,0 +1,1 @@
+"""Audio-language model backends, prompts, output parsing and the tiny offline checkpoint."""

@@ -1,0 +1,1 @@
+"""Test-time scaling: candidate generation runs and the aggregation strategies."""
