@@ -176,6 +176,10 @@ def refresh_human(
         cuts=cuts,
         agreement=agreement,
     )
+    if ws.runs(ds.id):
+        from core.prediction_scores import rescore_dataset  # needs HumanData from here
+
+        rescore_dataset(ws, read_human(ws, ds))
     return HumanSummary(
         dataset=ds.name,
         n_clips=len(clip_ids),
@@ -218,6 +222,11 @@ def load_human(
     """The dataset's human reference as arrays, refreshing the cache first if stale."""
     ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
     ensure_human(ws, ds, options)
+    return read_human(ws, ds)
+
+
+def read_human(ws: Workspace, ds: Dataset) -> HumanData:
+    """The cached human reference as arrays, as stored (no staleness check)."""
     rows = ws.human_rows(ds.id)
     n = len(rows)
     dist = codec.decode_many((r[1] for r in rows), ds.k)

@@ -246,6 +246,9 @@ class Prediction:
     distribution: np.ndarray
     label: str | None = None
     entropy: float | None = None
+    js: float | None = None  # to the human distribution at write time (None: no votes)
+    bc: float | None = None
+    agree: bool | None = None  # argmax equals the human majority
 
 
 @dataclass(frozen=True, slots=True)

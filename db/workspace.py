@@ -637,14 +637,65 @@ class Workspace:
             )
         }
 
+    # -------------------------------------------------------------- run clips
+    def set_run_clip(
+        self,
+        run_id: int,
+        clip_id: int,
+        status: str,
+        *,
+        error: str | None = None,
+        warnings: Sequence[str] = (),
+        label_loglik: bytes | None = None,
+        seconds: float | None = None,
+        model_seconds: float | None = None,
+    ) -> None:
+        """Record a clip's outcome in a run (done, or failed with the reason)."""
+        self.conn.execute(
+            "INSERT INTO run_clips (run_id, clip_id, status, error, warnings, label_loglik, "
+            "seconds, model_seconds) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT (run_id, clip_id) "
+            "DO UPDATE SET status = excluded.status, error = excluded.error, "
+            "warnings = excluded.warnings, label_loglik = excluded.label_loglik, "
+            "seconds = excluded.seconds, model_seconds = excluded.model_seconds, "
+            "updated_at = (julianday('now') - 2440587.5) * 86400.0",
+            (
+                run_id,
+                clip_id,
+                status,
+                error,
+                codec.dumps(list(warnings)),
+                label_loglik,
+                seconds,
+                model_seconds,
+            ),
+        )
+
+    def run_clip_ids(self, run_id: int, status: str | None = None) -> set[int]:
+        sql = "SELECT clip_id FROM run_clips WHERE run_id = ?"
+        params: list[Any] = [run_id]
+        if status is not None:
+            sql += " AND status = ?"
+            params.append(status)
+        return {r[0] for r in self.conn.execute(sql, params)}
+
+    def run_clip_rows(self, run_id: int) -> list[tuple[Any, ...]]:
+        """(clip_id, status, error, warnings JSON, label_loglik blob, seconds, model_seconds)."""
+        return self.conn.execute(
+            "SELECT clip_id, status, error, warnings, label_loglik, seconds, model_seconds "
+            "FROM run_clips WHERE run_id = ? ORDER BY clip_id",
+            (run_id,),
+        ).fetchall()
+
     # ------------------------------------------------------------ predictions
     def add_predictions(self, predictions: Iterable[Prediction]) -> None:
         with self.transaction():
             self.conn.executemany(
-                "INSERT INTO predictions (run_id, strategy, clip_id, distribution, label, entropy)"
-                " VALUES (?,?,?,?,?,?) ON CONFLICT (run_id, strategy, clip_id) DO UPDATE SET "
+                "INSERT INTO predictions (run_id, strategy, clip_id, distribution, label, "
+                "entropy, js, bc, agree) VALUES (?,?,?,?,?,?,?,?,?) "
+                "ON CONFLICT (run_id, strategy, clip_id) DO UPDATE SET "
                 "distribution = excluded.distribution, label = excluded.label, "
-                "entropy = excluded.entropy",
+                "entropy = excluded.entropy, js = excluded.js, bc = excluded.bc, "
+                "agree = excluded.agree",
                 (
                     (
                         p.run_id,
@@ -653,9 +704,23 @@ class Workspace:
                         codec.encode_dist(p.distribution),
                         p.label,
                         p.entropy,
+                        p.js,
+                        p.bc,
+                        None if p.agree is None else int(p.agree),
                     )
                     for p in predictions
                 ),
+            )
+
+    def update_prediction_scores(
+        self, rows: Iterable[tuple[float | None, float | None, int | None, int, str, int]]
+    ) -> None:
+        """Set (js, bc, agree) for (run_id, strategy, clip_id) rows in one transaction."""
+        with self.transaction():
+            self.conn.executemany(
+                "UPDATE predictions SET js = ?, bc = ?, agree = ? "
+                "WHERE run_id = ? AND strategy = ? AND clip_id = ?",
+                rows,
             )
 
     def prediction_arrays(

@@ -89,3 +89,28 @@ def test_refresh_summary_reports_agreement(ws):
     assert sum(summary.level_counts.values()) == 5
     assert summary.agreement["n_items_used"] == 4
     assert -1 <= summary.agreement["fleiss_kappa"] <= 1
+
+
+def test_prediction_scores_follow_the_human_reference(ws):
+    from db import Prediction, RunIn
+
+    ds = ws.get_dataset("toy")
+    ids = ws.clip_ids(ds.id)
+    run = ws.add_run(RunIn(ds.id, "m", "transformers", "label", 1))
+    ws.add_predictions(
+        [
+            Prediction(run.id, "vote", ids["a"], np.array([0.0, 1.0, 0.0])),
+            Prediction(run.id, "vote", ids["f"], np.array([1.0, 0.0, 0.0])),
+        ]
+    )
+    refresh_human(ws, ds)
+    rows = dict(ws.conn.execute("SELECT clip_id, js FROM predictions WHERE run_id = ?", (run.id,)))
+    assert rows[ids["a"]] == pytest.approx(0.0, abs=1e-6)
+    assert rows[ids["f"]] is None  # no votes yet
+    r1 = ws.ensure_annotators(ds.id, [("r1", "human")])["r1"]
+    ws.add_votes(ds.id, [VoteIn(ids["f"], r1, "sad")])
+    ensure_human(ws, ds)
+    js, agree = ws.conn.execute(
+        "SELECT js, agree FROM predictions WHERE clip_id = ?", (ids["f"],)
+    ).fetchone()
+    assert js == pytest.approx(1.0) and agree == 0
