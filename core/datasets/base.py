@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +56,7 @@ class RawVote:
     weight: float = 1.0
     kind: str = "human"  # human / actor / synthetic / self
     source: str | None = None  # "file:line" for error messages
+    pool: bool = False  # an anonymous crowd count (CREMA-D, count manifests), not one rater
 
 
 @dataclass
@@ -175,6 +176,13 @@ def map_votes(
         if options.merge_excited and label == "excited":
             label = "happy"
         resolved.append((vote, label))
+    if not resolved and not options.labels:
+        raise ImportFormatError(
+            parsed.root or parsed.format,
+            None,
+            "no usable votes found, so the label set is unknown; pass --labels to import "
+            "the clips without votes",
+        )
     label_set = _label_set(parsed.corpus, (lbl for _, lbl in resolved), options)
     allowed = set(label_set)
     kept = []
@@ -183,7 +191,32 @@ def map_votes(
             kept.append((vote, label))
         else:
             dropped[f"outside label set ({label})"] += 1
-    return kept, dropped, mapper.unknown, label_set
+    return fold_votes(kept), dropped, mapper.unknown, label_set
+
+
+def fold_votes(votes: list[tuple[RawVote, str]]) -> list[tuple[RawVote, str]]:
+    """One vote per (clip, annotator, canonical label), as the workspace stores them.
+
+    Mapping can make two votes collide (`excited` folded into `happy`, two synonyms).
+    Anonymous pool counts add up (happy=2 + excited=1 -> 3). One rater's colliding votes
+    stay one vote: the lowest rank (their primary choice) wins, so "Happiness; Excited"
+    under --merge-excited is one primary happy vote, never a double-counted one.
+    """
+    at: dict[tuple[str, str, str], int] = {}
+    out: list[tuple[RawVote, str]] = []
+    for vote, label in votes:
+        key = (vote.clip_key, vote.annotator, label)
+        i = at.get(key)
+        if i is None:
+            at[key] = len(out)
+            out.append((vote, label))
+            continue
+        held = out[i][0]
+        if vote.pool and held.pool and vote.rank == held.rank:
+            out[i] = (replace(held, weight=held.weight + vote.weight), label)
+        elif vote.rank < held.rank:
+            out[i] = (vote, label)
+    return out
 
 
 def write_corpus(
@@ -248,6 +281,17 @@ def write_corpus(
 
 
 def _check_compatible(ds: Dataset, parsed: ParsedCorpus, label_set: Sequence[str]) -> None:
+    """Refuse to merge a re-import that would mix different readings of a corpus.
+
+    `parsed.options["compat"]` is the importer's statement of what makes two imports the
+    same data (e.g. the CREMA-D rating modality); it must match the stored one.
+    """
+    stored, incoming = ds.options.get("compat"), parsed.options.get("compat")
+    if stored != incoming:
+        raise WorkspaceError(
+            f"dataset {ds.name!r} was imported with {stored}, this import is {incoming}; "
+            "choose another --name or use --replace"
+        )
     if ds.format != parsed.format:
         raise WorkspaceError(
             f"dataset {ds.name!r} exists with format {ds.format!r}, not {parsed.format!r}; "
