@@ -110,5 +110,238 @@ def stats(ctx: click.Context, dataset: tuple[str, ...], as_json: bool) -> None:
         click.echo(format_stats(result))
 
 
+@main.command("import")
+@click.argument("format", metavar="FORMAT")
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--name", help="Dataset name (default: derived from the corpus).")
+@click.option("--audio-root", type=click.Path(file_okay=False), help="Where the audio lives.")
+@click.option("--labels", help="Restrict the label set: a comma list or `4class`.")
+@click.option("--merge-excited", is_flag=True, help="Fold excited into happy (IEMOCAP 4-class).")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="WORD=LABEL",
+    help="Map an unknown label word explicitly (repeatable).",
+)
+@click.option(
+    "--unknown",
+    type=click.Choice(["error", "other", "drop"]),
+    default="error",
+    show_default=True,
+    help="What to do with label words nobody mapped.",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["voice", "face", "av"]),
+    default="voice",
+    show_default=True,
+    help="CREMA-D: which rating modality to import.",
+)
+@click.option("--skip-bad", is_flag=True, help="Skip malformed lines (report a count).")
+@click.option("--replace", is_flag=True, help="Delete and re-read the dataset.")
+@click.pass_context
+def import_(
+    ctx: click.Context,
+    format: str,
+    path: str,
+    name: str | None,
+    audio_root: str | None,
+    labels: str | None,
+    merge_excited: bool,
+    mapping: tuple[str, ...],
+    unknown: str,
+    modality: str,
+    skip_bad: bool,
+    replace: bool,
+) -> None:
+    """Import a corpus with every rater's vote.
+
+    FORMAT is one of crema-d, iemocap, msp-podcast, label-studio, manifest; PATH is the
+    corpus folder (or export/manifest file) exactly as its owners ship it. The import is
+    one transaction: on error nothing is written. Re-importing adds nothing new.
+    """
+    from core.datasets import import_corpus
+    from core.datasets.base import ImportOptions
+    from core.human import refresh_human
+    from core.labels import parse_label_list, parse_mapping
+    from db import Workspace
+
+    options = ImportOptions(
+        name=name,
+        audio_root=audio_root,
+        labels=parse_label_list(labels) if labels else None,
+        merge_excited=merge_excited,
+        label_map=parse_mapping(list(mapping)),
+        unknown=unknown,  # type: ignore[arg-type]
+        skip_bad=skip_bad,
+        replace=replace,
+        extra={"modality": modality} if format == "crema-d" else {},
+    )
+    with Workspace.open(_db_path(ctx), create=True) as ws:
+        result = import_corpus(ws, format, path, options)
+        refresh_human(ws, result.dataset)
+    click.echo(result.summary())
+
+
+@main.command("make-tiny-model")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True)
+def make_tiny_model(out: str, seed: int) -> None:
+    """Build a tiny random-weight Qwen2-Audio checkpoint in OUT (offline, < 1 s).
+
+    It loads with AutoProcessor + AutoModelForMultimodalLM like a real model, so the
+    whole sampling pipeline can be exercised without downloading weights.
+    """
+    from core.alm.tiny import build_tiny_model
+
+    path = build_tiny_model(Path(out), seed=seed)
+    click.echo(f"tiny Qwen2-Audio checkpoint written to {path}")
+
+
+def _progress_printer() -> Any:
+    import time
+
+    last = [0.0]
+
+    def show(p: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.2 and p.done < p.total:
+            return
+        last[0] = now
+        rate = (p.done / p.elapsed) if p.elapsed > 0 else 0.0
+        remaining = (p.total - p.done) / rate if rate > 0 else float("nan")
+        eta = f"{remaining:5.0f}s" if remaining == remaining else "  ?  "
+        width = 24
+        filled = int(width * p.done / max(p.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        click.echo(
+            f"\r[{bar}] {p.done}/{p.total} clips  {rate:5.2f} clips/s  ETA {eta}"
+            f"  failed {p.failed}",
+            err=True,
+            nl=p.done >= p.total,
+        )
+
+    return show
+
+
+@main.command()
+@click.option("--dataset", "-d", required=True, help="Dataset to sample.")
+@click.option("--model", "-m", required=True, help="HF model id or local checkpoint path.")
+@click.option(
+    "--backend",
+    type=click.Choice(["transformers", "openai"]),
+    default="transformers",
+    show_default=True,
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["label", "distribution", "cot"]),
+    default="label",
+    show_default=True,
+    help="What the model is asked to answer.",
+)
+@click.option("--n", "n", default=16, show_default=True, help="Candidates per clip.")
+@click.option("--temperature", default=0.8, show_default=True)
+@click.option("--top-p", type=float, default=None)
+@click.option(
+    "--search", type=click.Choice(["sample", "beam"]), default="sample", show_default=True
+)
+@click.option("--beams", default=4, show_default=True, help="Beams for --search beam.")
+@click.option("--max-new-tokens", default=48, show_default=True)
+@click.option("--verifier", help="Verifier model for ALM-v strategies (`self` = same model).")
+@click.option("--no-likelihood", is_flag=True, help="Skip the exact label-likelihood pass.")
+@click.option(
+    "--prompt",
+    "prompt_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Prompt template file (TOML/JSON).",
+)
+@click.option("--transcript", is_flag=True, help="Put the transcript into the prompt.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--name", help="A short name for the run.")
+@click.option("--where", help="Clip filter, e.g. 'flagged', 'ambiguity:high split:test'.")
+@click.option("--limit", type=int, help="At most this many clips.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+@click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code (off).")
+@click.option("--base-url", help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1")
+@click.option("--api-key-env", help="openai backend: NAME of the env var holding the key.")
+@click.option("--concurrency", default=4, show_default=True)
+@click.option("--timeout", default=120.0, show_default=True)
+@click.pass_context
+def sample(ctx: click.Context, **kw: Any) -> None:
+    """Sample N answers per clip from an ALM and aggregate them with every strategy.
+
+    Re-running the same command resumes the run (finished clips are skipped); Ctrl-C
+    leaves only whole clips. Prints per-strategy JS / BC / accuracy at the end.
+    """
+    from core.evaluation import evaluate, format_table
+    from core.tts.run import RunSpec, execute_run
+    from db import Workspace
+
+    where, limit = kw.pop("where"), kw.pop("limit")
+    kw["likelihood"] = not kw.pop("no_likelihood")
+    spec = RunSpec(**kw)
+    with Workspace.open(_db_path(ctx)) as ws:
+        try:
+            result = execute_run(
+                ws, spec, where=where, limit=limit, on_progress=_progress_printer()
+            )
+        except KeyboardInterrupt:
+            click.echo("\ninterrupted: finished clips are saved; rerun to resume", err=True)
+            raise SystemExit(130) from None
+        verb = "created" if result.created else "resumed"
+        click.echo(
+            f"run {result.run.id} {verb}: {result.processed} clips sampled, "
+            f"{result.skipped} already done, {result.failed} failed, "
+            f"{result.invalid}/{result.candidates} invalid candidates, "
+            f"{result.seconds:.1f} s ({result.model_seconds:.1f} s in model calls)"
+        )
+        for key, error in result.failures[:5]:
+            click.echo(f"  failed {key}: {error}", err=True)
+        rows = evaluate(ws, spec.dataset, runs=[result.run.id], by="none")
+        click.echo(format_table(rows, ("js", "bc", "accuracy")))
+
+
+@main.command()
+@click.option("--dataset", "-d", help="Dataset (default: every dataset with runs).")
+@click.option("--run", "runs", type=int, multiple=True, help="Run ids (repeatable).")
+@click.option("--strategy", "strategies", multiple=True, help="Strategies (repeatable).")
+@click.option(
+    "--by",
+    type=click.Choice(["ambiguity", "split", "gender", "none"]),
+    default="ambiguity",
+    show_default=True,
+)
+@click.option("--bootstrap", default=0, show_default=True, help="Bootstrap resamples for CIs.")
+@click.pass_context
+def compare(
+    ctx: click.Context,
+    dataset: str | None,
+    runs: tuple[int, ...],
+    strategies: tuple[str, ...],
+    by: str,
+    bootstrap: int,
+) -> None:
+    """Metric table of runs x strategies against the human distributions."""
+    from core.evaluation import evaluate, format_table
+    from db import Workspace
+
+    with Workspace.open(_db_path(ctx)) as ws:
+        names = [dataset] if dataset else [d.name for d in ws.datasets() if ws.runs(d.id)]
+        rows = []
+        for name in names:
+            rows += evaluate(
+                ws,
+                name,
+                runs=list(runs) or None,
+                strategies=list(strategies) or None,
+                by=by,
+                bootstrap=bootstrap,
+            )
+    click.echo(format_table(rows))
+
+
 if __name__ == "__main__":
     main()

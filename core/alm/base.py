@@ -123,9 +123,7 @@ class Backend(Protocol):
         """N candidates (sampling) or the B best beams (beam search), best first for beams."""
         ...
 
-    def score_labels(
-        self, audio: AudioInput, prompt: ChatPrompt, labels: list[str]
-    ) -> np.ndarray:
+    def score_labels(self, audio: AudioInput, prompt: ChatPrompt, labels: list[str]) -> np.ndarray:
         """Summed log-likelihood of each label string as the answer's continuation."""
         ...
 

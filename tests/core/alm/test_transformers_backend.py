@@ -1,0 +1,453 @@
+"""TransformersBackend on the tiny Qwen2-Audio checkpoint: encode-once equals plain generate.
+
+Every fast path (prefill once + expanded KV cache) is checked against an independent naive
+computation: plain ``model.generate`` over the full inputs (audio re-encoded per row), or a
+full forward pass of prompt + answer per label / per verifier prompt.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from core.alm import transformers_backend as tb  # noqa: E402
+from core.alm.base import (  # noqa: E402
+    AudioInput,
+    Backend,
+    BackendError,
+    ChatPrompt,
+    GenerationParams,
+    ModelLoadError,
+)
+from core.alm.families import GENERIC, build_messages, family_for  # noqa: E402
+from core.alm.transformers_backend import TransformersBackend  # noqa: E402
+
+PROMPT = ChatPrompt(
+    user="Which emotion does the speaker express? Answer with one word.",
+    system="You are an expert listener.",
+)
+LABELS = ["neutral", "happy", "sad", "sadness", "angry", "Final answer: fear"]
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir: Path) -> TransformersBackend:
+    # One intra-op thread: the tiny model's 64-wide matmuls gain nothing from two, and on a
+    # shared 2-core box two spinning OpenMP threads make the suite several times slower.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    b = TransformersBackend(str(tiny_model_dir), device="cpu")
+    yield b
+    b.close()
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _reset_batch_size(backend: TransformersBackend):
+    backend.batch_size = None
+    yield
+    backend.batch_size = None
+
+
+def _noise(seed: int, seconds: float = 3.0, rate: int = 16000) -> AudioInput:
+    rng = np.random.default_rng(seed)
+    return AudioInput((0.1 * rng.standard_normal(int(seconds * rate))).astype(np.float32), rate)
+
+
+AUDIO = _noise(0)
+
+
+def _ids(cands) -> list[list[int]]:
+    return [c.extra["token_ids"] for c in cands]
+
+
+def _plain_tokens(backend, out, prompt_len: int) -> list[list[int]]:
+    """Generated ids per row of a plain generate, cut after the first stop token."""
+    rows = []
+    for seq in out[:, prompt_len:].tolist():
+        cut = next((i + 1 for i, t in enumerate(seq) if t in backend._eos_ids), len(seq))
+        rows.append(seq[:cut])
+    return rows
+
+
+# --------------------------------------------------------------------- protocol & loading
+
+
+def test_implements_protocol_and_describes_itself(backend) -> None:
+    assert isinstance(backend, Backend)
+    assert backend.name == "transformers"
+    assert backend.sample_rate == 16000
+    assert backend.max_audio_seconds == 30.0
+    info = backend.describe()
+    assert info["model_type"] == "qwen2_audio"
+    assert info["device"] == "cpu" and info["dtype"] == "float32"
+    assert info["commit"].startswith("local-")
+    assert info["parameters"] > 0 and info["encode_once"] and info["family_verified"]
+    assert {"torch", "transformers", "model_id"} <= info.keys()
+    json.dumps(info)  # provenance is stored as JSON
+
+
+def test_missing_local_path_is_a_one_line_load_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError) as err:
+        TransformersBackend(str(tmp_path / "no-such-model"))
+    assert "not found" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hub_id_offline_is_a_one_line_load_error(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(ModelLoadError) as err:
+        TransformersBackend("ambiscope-test/definitely-not-a-model")
+    message = str(err.value)
+    assert "\n" not in message and "HF_HUB_OFFLINE" in message
+
+
+def test_remote_code_checkpoint_needs_opt_in(tmp_path: Path) -> None:
+    config = {"model_type": "ambiscope_custom", "auto_map": {"AutoConfig": "cfg.CustomConfig"}}
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError) as err:
+        TransformersBackend(str(tmp_path))
+    assert "trust_remote_code" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_bad_dtype_is_a_load_error(tiny_model_dir: Path) -> None:
+    with pytest.raises(ModelLoadError, match="dtype"):
+        TransformersBackend(str(tiny_model_dir), dtype="int3")
+
+
+# --------------------------------------------------------------------- sampling
+
+
+def test_greedy_encode_once_is_token_identical_to_plain_generate(backend) -> None:
+    params = GenerationParams(n=3, temperature=0, max_new_tokens=16)
+    cands = backend.sample(AUDIO, PROMPT, params)
+    inputs = backend.build_inputs(AUDIO, PROMPT)
+    with torch.no_grad():
+        ref = backend.lm.generate(**inputs, generation_config=backend.generation_config_for(params))
+    expected = _plain_tokens(backend, ref, inputs["input_ids"].shape[1])[0]
+    assert len(cands) == 3
+    assert all(ids == expected for ids in _ids(cands))
+    assert cands[0].extra["encode_once"] and cands[0].extra["search"] == "greedy"
+
+
+def test_seeded_sampling_equals_plain_generate_num_return_sequences(backend) -> None:
+    """Same seed, same RNG draws: encode-once samples == plain generate's, row for row.
+
+    Plain generate prefills N copies (re-encoding the audio N times) and samples all rows
+    together per step with one torch.multinomial call; encode-once does exactly the same
+    draws after its single prefill, so the tokens must agree exactly. The log-probs are
+    checked against generate's raw logits (log_softmax, no temperature).
+    """
+    params = GenerationParams(n=6, temperature=0.9, top_p=0.95, max_new_tokens=12, seed=1234)
+    cands = backend.sample(AUDIO, PROMPT, params)
+    inputs = backend.build_inputs(AUDIO, PROMPT)
+    gc = backend.generation_config_for(params)
+    gc.num_return_sequences = params.n
+    gc.return_dict_in_generate = True
+    gc.output_logits = True
+    torch.manual_seed(params.seed)
+    with torch.no_grad():
+        ref = backend.lm.generate(**inputs, generation_config=gc)
+    prompt_len = inputs["input_ids"].shape[1]
+    expected = _plain_tokens(backend, ref.sequences, prompt_len)
+    assert _ids(cands) == expected
+    logp = torch.log_softmax(torch.stack(ref.logits, dim=1).float(), dim=-1)
+    for row, (cand, ids) in enumerate(zip(cands, expected, strict=True)):
+        want = float(sum(logp[row, t, tok] for t, tok in enumerate(ids)))
+        assert cand.logprob == pytest.approx(want, abs=1e-3)
+    assert len({tuple(ids) for ids in expected}) > 1  # really sampled
+
+
+def test_sampling_distribution_matches_tempered_softmax(backend) -> None:
+    """First tokens of many samples follow softmax(logits / T) (chi-square, independent)."""
+    from scipy.stats import chisquare
+
+    temperature, n = 0.7, 3000
+    params = GenerationParams(n=n, temperature=temperature, max_new_tokens=1, seed=7)
+    cands = backend.sample(AUDIO, PROMPT, params)
+    inputs = backend.build_inputs(AUDIO, PROMPT)
+    with torch.no_grad():
+        logits = backend.lm(**inputs).logits[0, -1].float()
+    probs = torch.softmax(logits.double() / temperature, dim=-1).numpy()
+    counts = np.bincount([c.extra["token_ids"][0] for c in cands], minlength=probs.size)
+    expected = probs * n
+    big = expected >= 5
+    obs = np.append(counts[big], counts[~big].sum())
+    exp = np.append(expected[big], expected[~big].sum())
+    exp *= obs.sum() / exp.sum()  # float32 softmax sums to 1 only up to rounding
+    assert big.sum() >= 5
+    assert chisquare(obs, exp).pvalue > 1e-3
+
+
+def test_candidates_have_consistent_scores(backend) -> None:
+    params = GenerationParams(n=8, temperature=1.0, max_new_tokens=10, seed=3)
+    cands = backend.sample(AUDIO, PROMPT, params)
+    assert len(cands) == 8
+    for c in cands:
+        assert isinstance(c.text, str)
+        assert 1 <= c.n_tokens <= 10 and len(c.extra["token_ids"]) == c.n_tokens
+        assert math.isfinite(c.logprob) and c.logprob < 0
+        assert c.logprob_norm == pytest.approx(c.logprob / c.n_tokens)
+        assert c.extra["finish_reason"] in {"stop", "length"}
+        assert c.extra["seed"] == 3
+    again = backend.sample(AUDIO, PROMPT, params)
+    assert [c.text for c in again] == [c.text for c in cands]
+
+
+def test_audio_is_encoded_once_per_call(backend) -> None:
+    """The audio tower runs once, on one row, whatever N is; plain generate runs it on N."""
+    rows: list[int] = []
+    tower = backend.lm.model.audio_tower
+    handle = tower.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[0]))
+    try:
+        params = GenerationParams(n=5, max_new_tokens=4, seed=0)
+        backend.sample(AUDIO, PROMPT, params)
+        assert rows == [1]
+        backend.score_labels(AUDIO, PROMPT, LABELS)
+        backend.verify(AUDIO, _verifier_prompts())
+        backend.sample(AUDIO, PROMPT, GenerationParams(search="beam", beams=3, max_new_tokens=4))
+        assert rows == [1, 1, 1, 1]
+        rows.clear()
+        gc = backend.generation_config_for(params)
+        gc.num_return_sequences = 5
+        with torch.no_grad():
+            backend.lm.generate(**backend.build_inputs(AUDIO, PROMPT), generation_config=gc)
+        assert rows == [5]  # the baseline re-encodes the audio for every row
+    finally:
+        handle.remove()
+
+
+def test_audio_reaches_the_decoder_through_the_cache(backend) -> None:
+    params = GenerationParams(n=1, temperature=0, max_new_tokens=8)
+    a = backend.sample(AUDIO, PROMPT, params)[0]
+    b = backend.sample(_noise(99), PROMPT, params)[0]
+    assert a.extra["token_ids"] != b.extra["token_ids"] or a.logprob != pytest.approx(b.logprob)
+
+
+def test_audio_at_another_rate_is_resampled(backend) -> None:
+    at_8k = _noise(5, rate=8000)
+    cands = backend.sample(at_8k, PROMPT, GenerationParams(n=2, max_new_tokens=4, seed=1))
+    assert len(cands) == 2
+
+
+def test_chunked_decoding_is_valid_and_reproducible(backend) -> None:
+    """batch_size < N decodes in chunks.
+
+    The RNG draws per step depend on the batch shape (generate samples a chunk's rows with
+    one multinomial call), so chunked samples are valid samples but not the unchunked ones;
+    a chunk as large as N reproduces the unchunked run exactly.
+    """
+    params = GenerationParams(n=7, temperature=1.0, max_new_tokens=6, seed=11)
+    whole = backend.sample(AUDIO, PROMPT, params)
+    backend.batch_size = 7
+    assert _ids(backend.sample(AUDIO, PROMPT, params)) == _ids(whole)
+    backend.batch_size = 3
+    chunked = backend.sample(AUDIO, PROMPT, params)
+    assert len(chunked) == 7 and chunked[0].extra["decode_batch"] == 3
+    assert all(math.isfinite(c.logprob) and c.n_tokens >= 1 for c in chunked)
+    assert _ids(backend.sample(AUDIO, PROMPT, params)) == _ids(chunked)
+
+
+def test_out_of_memory_halves_the_batch(backend, monkeypatch) -> None:
+    real = backend.lm.generate
+
+    def tight(*args, **kwargs):
+        if kwargs["input_ids"].shape[0] > 2:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(backend.lm, "generate", tight)
+    cands = backend.sample(AUDIO, PROMPT, GenerationParams(n=5, max_new_tokens=4, seed=2))
+    assert len(cands) == 5 and backend.batch_size == 2
+    assert cands[0].extra["decode_batch"] == 2
+
+
+def test_other_failures_are_one_line_backend_errors(backend, monkeypatch) -> None:
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(backend.lm, "generate", broken)
+    with pytest.raises(BackendError) as err:
+        backend.sample(AUDIO, PROMPT, GenerationParams(n=2, max_new_tokens=4))
+    assert "boom second line" in str(err.value)
+
+
+# --------------------------------------------------------------------- beams
+
+
+def test_beams_best_first_and_equal_to_plain_beam_search(backend) -> None:
+    params = GenerationParams(search="beam", beams=3, max_new_tokens=8)
+    beams = backend.sample(AUDIO, PROMPT, params)
+    assert len(beams) == 3
+    scores = [b.extra["beam_score"] for b in beams]
+    assert scores == sorted(scores, reverse=True)
+    for b in beams:
+        assert b.logprob_norm == pytest.approx(b.logprob / b.n_tokens)
+        assert b.logprob_norm == pytest.approx(b.extra["beam_score"], abs=1e-4)
+    inputs = backend.build_inputs(AUDIO, PROMPT)
+    gc = backend.generation_config_for(GenerationParams(n=1, temperature=0, max_new_tokens=8))
+    gc.num_beams = gc.num_return_sequences = 3
+    with torch.no_grad():
+        ref = backend.lm.generate(**inputs, generation_config=gc)
+    assert _ids(beams) == _plain_tokens(backend, ref, inputs["input_ids"].shape[1])
+
+
+# --------------------------------------------------------------------- label likelihood
+
+
+def _naive_label_logprob(backend, prompt: ChatPrompt, label: str) -> float:
+    """Full forward of the whole text prompt + label + <|im_end|>; no cache, no shortcuts."""
+    processor = backend.processor
+    messages = [
+        {"role": "system", "content": prompt.system},
+        {"role": "user", "content": [{"type": "audio"}, {"type": "text", "text": prompt.user}]},
+    ]
+    head = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    head += prompt.assistant_prefix
+    full = head + label + "<|im_end|>"
+    kw = {"audio": [AUDIO.samples], "sampling_rate": 16000, "return_tensors": "pt"}
+    n_head = processor(text=[head], **kw)["input_ids"].shape[1]
+    inputs = processor(text=[full], **kw)
+    with torch.no_grad():
+        logits = backend.lm(**inputs).logits[0].float()
+    logp = torch.log_softmax(logits, dim=-1)
+    ids = inputs["input_ids"][0]
+    return float(sum(logp[t - 1, ids[t]] for t in range(n_head, len(ids))))
+
+
+@pytest.mark.parametrize("prefix", ["", "Answer:"])
+def test_score_labels_equals_naive_full_forward(backend, prefix: str) -> None:
+    prompt = dataclasses.replace(PROMPT, assistant_prefix=prefix)
+    labels = [f" {lab}" if prefix else lab for lab in LABELS]
+    scores = backend.score_labels(AUDIO, prompt, labels)
+    assert scores.shape == (len(labels),) and np.isfinite(scores).all()
+    naive = [_naive_label_logprob(backend, prompt, lab) for lab in labels]
+    np.testing.assert_allclose(scores, naive, atol=2e-4)
+
+
+def test_score_labels_chunks_and_handles_empty(backend, monkeypatch) -> None:
+    full = backend.score_labels(AUDIO, PROMPT, LABELS)
+    backend.batch_size = 2
+    np.testing.assert_allclose(backend.score_labels(AUDIO, PROMPT, LABELS), full, atol=1e-5)
+    backend.batch_size = None
+    monkeypatch.setattr(tb, "_LOGIT_BUDGET", 1)  # logits memory cap -> one row at a time
+    np.testing.assert_allclose(backend.score_labels(AUDIO, PROMPT, LABELS), full, atol=1e-5)
+    assert backend.score_labels(AUDIO, PROMPT, []).shape == (0,)
+
+
+def test_label_tokens_end_with_end_of_turn(backend) -> None:
+    im_end = backend.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    sad = backend.label_token_ids(PROMPT, "sad")
+    sadness = backend.label_token_ids(PROMPT, "sadness")
+    assert sad[-1] == im_end and sadness[-1] == im_end
+    assert sad != sadness[: len(sad)]  # not a prefix of each other once the turn ends
+
+
+# --------------------------------------------------------------------- verifier
+
+
+def _verifier_prompts() -> list[ChatPrompt]:
+    return [
+        ChatPrompt(
+            user=f"A listener judged the emotion as {lab}. Is that correct? Answer Yes or No."
+        )
+        for lab in ("sad", "happy", "angry and very loud")
+    ]
+
+
+def test_verify_equals_naive_per_prompt_forward(backend) -> None:
+    prompts = _verifier_prompts()
+    p_yes = backend.verify(AUDIO, prompts)
+    assert p_yes.shape == (3,) and ((p_yes > 0) & (p_yes < 1)).all()
+    tok = backend.tokenizer
+    # Documented rule: P(yes) sums every single-token spelling of Yes (and of No).
+    yes = [
+        tok.encode(w, add_special_tokens=False)
+        for w in ("Yes", " Yes", "yes", " yes", "YES", " YES")
+    ]
+    no = [tok.encode(w, add_special_tokens=False) for w in ("No", " No", "no", " no", "NO", " NO")]
+    yes_ids = sorted({t[0] for t in yes if len(t) == 1})
+    no_ids = sorted({t[0] for t in no if len(t) == 1})
+    assert len(yes_ids) >= 4 and len(no_ids) >= 4
+    naive = []
+    for prompt in prompts:
+        inputs = backend.build_inputs(AUDIO, prompt)
+        with torch.no_grad():
+            probs = torch.softmax(backend.lm(**inputs).logits[0, -1].float(), dim=-1)
+        py, pn = float(probs[yes_ids].sum()), float(probs[no_ids].sum())
+        naive.append(py / (py + pn))
+    np.testing.assert_allclose(p_yes, naive, atol=1e-4)
+
+
+def test_verify_chunked_and_single(backend, monkeypatch) -> None:
+    prompts = _verifier_prompts()
+    full = backend.verify(AUDIO, prompts)
+    backend.batch_size = 1
+    np.testing.assert_allclose(backend.verify(AUDIO, prompts), full, atol=1e-5)
+    backend.batch_size = None
+    monkeypatch.setattr(tb, "_LOGIT_BUDGET", 1)
+    np.testing.assert_allclose(backend.verify(AUDIO, prompts), full, atol=1e-5)
+    np.testing.assert_allclose(backend.verify(AUDIO, prompts[:1]), full[:1], atol=1e-5)
+
+
+# --------------------------------------------------------------------- family paths
+
+
+def test_generic_template_path_builds_the_same_inputs(backend, monkeypatch) -> None:
+    """The generic apply_chat_template(tokenize=True) path agrees with the text path here."""
+    prompts = [PROMPT, dataclasses.replace(PROMPT, assistant_prefix="Final answer:")]
+    text_mode = [backend.build_inputs(AUDIO, p)["input_ids"] for p in prompts]
+    monkeypatch.setattr(backend, "family", dataclasses.replace(backend.family, render="template"))
+    for prompt, want in zip(prompts, text_mode, strict=True):
+        assert torch.equal(backend.build_inputs(AUDIO, prompt)["input_ids"], want)
+
+
+def test_without_encode_once_results_are_unchanged(backend, monkeypatch) -> None:
+    """The fallback for unverified families (plain generate, full forwards) agrees."""
+    params = GenerationParams(n=3, temperature=0.8, max_new_tokens=5, seed=5)
+    labels, prompts = LABELS[2:4], _verifier_prompts()[:2]
+    fast = backend.sample(AUDIO, PROMPT, params)
+    scores = backend.score_labels(AUDIO, PROMPT, labels)
+    p_yes = backend.verify(AUDIO, prompts)
+    monkeypatch.setattr(backend, "family", dataclasses.replace(backend.family, encode_once=False))
+    slow = backend.sample(AUDIO, PROMPT, params)
+    assert _ids(slow) == _ids(fast) and not slow[0].extra["encode_once"]
+    np.testing.assert_allclose(backend.score_labels(AUDIO, PROMPT, labels), scores, atol=2e-4)
+    np.testing.assert_allclose(backend.verify(AUDIO, prompts), p_yes, atol=1e-4)
+
+
+def test_end_of_turn_is_read_off_the_chat_template(backend, monkeypatch) -> None:
+    im_end = backend.tokenizer.convert_tokens_to_ids("<|im_end|>")
+    monkeypatch.setattr(backend, "family", dataclasses.replace(backend.family, end_of_turn=None))
+    assert backend._end_of_turn_id() == im_end
+
+
+def test_family_table_placement() -> None:
+    assert family_for("qwen2_audio").verified
+    assert family_for("some_future_alm") is GENERIC
+    generic = build_messages(GENERIC, "Which emotion?", "Be brief.", "AUDIO")
+    assert generic == [
+        {"role": "system", "content": "Be brief."},
+        {
+            "role": "user",
+            "content": [
+                {"type": "audio", "audio": "AUDIO"},
+                {"type": "text", "text": "Which emotion?"},
+            ],
+        },
+    ]
+    granite = build_messages(family_for("granite_speech"), "Which emotion?", None, None)
+    assert granite == [{"role": "user", "content": "<|audio|>Which emotion?"}]
+    voxtral = build_messages(family_for("voxtral"), "Which emotion?", "Be brief.", "B64")
+    assert [m["role"] for m in voxtral] == ["user"]  # no system role: merged into the user turn
+    assert voxtral[0]["content"][0] == {"type": "audio", "base64": "B64"}
+    assert voxtral[0]["content"][1]["text"].startswith("Be brief.")
+    assert not family_for("qwen2_5_omni").encode_once
