@@ -343,5 +343,49 @@ def compare(
     click.echo(format_table(rows))
 
 
+@main.command("serve-model")
+@click.argument("model")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--dtype", default="auto", show_default=True)
+@click.option("--trust-remote-code", is_flag=True)
+@click.option("--api-key-env", help="Require `Authorization: Bearer $NAME` from clients.")
+def serve_model(
+    model: str,
+    host: str,
+    port: int,
+    device: str,
+    dtype: str,
+    trust_remote_code: bool,
+    api_key_env: str | None,
+) -> None:
+    """Serve MODEL through an OpenAI-compatible /v1/chat/completions endpoint.
+
+    Lets an ambiscope elsewhere sample a model loaded here with `--backend openai
+    --base-url http://HOST:PORT/v1` (e.g. through an SSH port forward). Bound to
+    localhost by default.
+    """
+    from core.alm.serve_openai import serve_forever
+    from core.alm.transformers_backend import TransformersBackend
+
+    api_key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not api_key:
+        raise click.ClickException(f"environment variable {api_key_env} is not set")
+    backend = TransformersBackend(
+        model, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+    )
+    try:
+        serve_forever(
+            backend,
+            host,
+            port,
+            api_key=api_key,
+            on_ready=lambda url: click.echo(f"serving {model} at {url}", err=True),
+        )
+    finally:
+        backend.close()
+
+
 if __name__ == "__main__":
     main()

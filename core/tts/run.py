@@ -308,15 +308,16 @@ def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
         parsed = [parse_answer(c.text, labels, ctx.spec.mode) for c in cands]
         verifier_scores = np.full(len(cands), np.nan)
         if ctx.verifier is not None:
-            valid_idx = [i for i, p in enumerate(parsed) if p.valid and p.label]
-            if valid_idx:
-                prompts = [
-                    render_verifier(labels, parsed[i].label or "", transcript=transcript)
-                    for i in valid_idx
-                ]
+            # the verifier prompt depends only on the answer's label: score each label once
+            answered = sorted({p.label for p in parsed if p.valid and p.label})
+            if answered:
+                prompts = [render_verifier(labels, a, transcript=transcript) for a in answered]
                 t0 = time.perf_counter()
-                verifier_scores[valid_idx] = ctx.verifier.verify(audio, prompts)
+                scores = dict(zip(answered, ctx.verifier.verify(audio, prompts), strict=True))
                 model_s += time.perf_counter() - t0
+                for i, p in enumerate(parsed):
+                    if p.valid and p.label:
+                        verifier_scores[i] = scores[p.label]
         loglik = None
         if ctx.spec.likelihood:
             t0 = time.perf_counter()
