@@ -10,7 +10,7 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from core.datasets.base import ImportOptions, ImportResult, write_corpus
+from core.datasets.base import ImportOptions, ImportResult, gc_paused, write_corpus
 from db import Workspace
 
 # CLI format name -> module (imported lazily).
@@ -37,5 +37,6 @@ def import_corpus(
     source = Path(path)
     if not source.exists():
         raise ValueError(f"{source}: no such file or directory")
-    parsed = module.read(source, options)
-    return write_corpus(ws, parsed, options, default_name=module.default_name(source))
+    with gc_paused():
+        parsed = module.read(source, options)
+        return write_corpus(ws, parsed, options, default_name=module.default_name(source))
