@@ -14,7 +14,10 @@ from typing import Any
 
 import click
 
+from core.jobs_cli import enqueue, jobs, worker
 from db.errors import WorkspaceError
+from tui.cli import serve as serve_command
+from tui.cli import tui as tui_command
 
 DEFAULT_DB = "ambiscope.db"
 
@@ -36,7 +39,7 @@ def _db_path(ctx: click.Context) -> Path:
     return Path(ctx.obj["db"])
 
 
-@click.group(cls=_Group)
+@click.group(cls=_Group, invoke_without_command=True)
 @click.option(
     "--db",
     envvar="AMBISCOPE_DB",
@@ -51,10 +54,15 @@ def main(ctx: click.Context, db: str) -> None:
     """ambiscope: audit how audio-language models hear ambiguous emotions.
 
     A workspace is one SQLite file holding corpora with every annotator's vote, ALM
-    sampling runs and your audit (flags, tags, notes, own votes).
+    sampling runs and your audit (flags, tags, notes, own votes). Without a command,
+    opens the terminal workbench on the workspace.
     """
     ctx.ensure_object(dict)
     ctx.obj["db"] = db
+    if ctx.invoked_subcommand is None:
+        from tui.cli import run_tui
+
+        run_tui(Path(db))
 
 
 @main.command()
@@ -386,6 +394,9 @@ def serve_model(
     finally:
         backend.close()
 
+
+for _command in (tui_command, serve_command, enqueue, jobs, worker):
+    main.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,1 @@
+"""ambiscope terminal UI (Textual): browser, detail, jobs, metrics; see tui/app.py."""

@@ -473,9 +473,11 @@ def execute_run(
     template = load_prompt(spec)
     owns_backend = backend is None
     backend = backend or open_backend(spec)
+    owns_verifier = False
     try:
         if spec.verifier and verifier is None:
-            verifier = backend if spec.verifier == "self" else open_backend(spec, spec.verifier)
+            owns_verifier = spec.verifier != "self"
+            verifier = backend if not owns_verifier else open_backend(spec, spec.verifier)
         run, created = find_or_create_run(ws, ds, spec, template, backend)
         selected = list(clip_ids) if clip_ids is not None else select_clips(ws, ds, where, limit)
         done = ws.run_clip_ids(run.id, status="done")
@@ -496,8 +498,8 @@ def execute_run(
     finally:
         if owns_backend:
             backend.close()
-            if verifier is not None and verifier is not backend:
-                verifier.close()
+        if owns_verifier and verifier is not None:
+            verifier.close()
 
 
 def _loop(

@@ -1,0 +1,69 @@
+"""Snapshot tests (pytest-textual-snapshot) of the browser, detail and metrics screens.
+
+Deterministic by construction: fixed-seed demo data and stored predictions, no job
+polling, no clocks or absolute paths on screen (only the workspace file name), and every
+screenshot is taken after the workers have answered. Update with
+`pytest tests/tui/test_snapshots.py --snapshot-update` and look at the SVGs before
+committing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from textual.pilot import Pilot
+
+from tests.tui.helpers import make_app, ready, until
+from tui.screens.metrics import MetricsScreen
+
+
+async def _browser_ready(pilot: Pilot) -> None:
+    await ready(pilot)
+
+
+async def _detail_full(pilot: Pilot) -> None:
+    screen = await ready(pilot)
+    await pilot.press("down", "down")
+    await until(
+        pilot,
+        lambda: (
+            screen.detail is not None
+            and screen.detail.clip.id == screen.table.current_clip_id
+            and screen.detail_view.waveform is not None
+            and screen.detail_view.waveform.clip_id == screen.detail.clip.id
+        ),
+    )
+    await pilot.press("enter")
+    await pilot.pause(0.1)
+
+
+async def _metrics_ready(pilot: Pilot) -> None:
+    await ready(pilot)
+    await pilot.press("m")
+    app = pilot.app
+    await until(pilot, lambda: isinstance(app.screen, MetricsScreen) and bool(app.screen.rows))
+    await pilot.pause(0.1)
+
+
+def test_browser_80x24(snap_compare, workspace: Path) -> None:
+    assert snap_compare(make_app(workspace), terminal_size=(80, 24), run_before=_browser_ready)
+
+
+def test_browser_160x48(snap_compare, workspace: Path) -> None:
+    assert snap_compare(make_app(workspace), terminal_size=(160, 48), run_before=_browser_ready)
+
+
+def test_detail_fullscreen_80x24(snap_compare, workspace: Path) -> None:
+    assert snap_compare(make_app(workspace), terminal_size=(80, 24), run_before=_detail_full)
+
+
+def test_detail_160x48(snap_compare, workspace: Path) -> None:
+    assert snap_compare(make_app(workspace), terminal_size=(160, 48), run_before=_detail_full)
+
+
+def test_metrics_80x24(snap_compare, workspace: Path) -> None:
+    assert snap_compare(make_app(workspace), terminal_size=(80, 24), run_before=_metrics_ready)
+
+
+def test_metrics_160x48(snap_compare, workspace: Path) -> None:
+    assert snap_compare(make_app(workspace), terminal_size=(160, 48), run_before=_metrics_ready)

@@ -1,0 +1,118 @@
+"""The TUI's side of the job queue (core.jobs): enqueue, poll, cancel, retry, start a worker.
+
+All calls are blocking (SQLite, process start-up) and are made from thread workers. The
+worker module is `core.cli` once `ambiscope worker` is registered there, else the
+stand-alone `core.jobs_cli` group with the same arguments, so the TUI works before and
+after that wiring lands.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core import jobs as core_jobs
+from db import Job, Workspace
+
+
+def worker_module() -> str:
+    """`core.cli` if it has the `worker` command, else the stand-alone jobs CLI."""
+    try:
+        from core import cli
+
+        if "worker" in getattr(cli.main, "commands", {}):
+            return "core.cli"
+    except Exception:  # an import error here must not stop the TUI
+        pass
+    return "core.jobs_cli"
+
+
+def ensure_worker(path: Path) -> int:
+    return core_jobs.ensure_worker(path, module=worker_module())
+
+
+def enqueue_resample(path: Path, spec: dict[str, Any], clip_ids: list[int]) -> str:
+    """Queue a resample job for these clips and make sure a worker runs it; returns a message."""
+    from core.tts.run import RunSpec
+
+    run_spec = RunSpec.from_dict(spec)
+    with Workspace.open(path) as ws:
+        job = core_jobs.enqueue_resample(ws, run_spec, clip_ids=clip_ids)
+    try:
+        pid = ensure_worker(path)
+    except Exception as exc:  # queued all the same; the jobs screen offers `w` to retry
+        first = " ".join(str(exc).split())
+        return f"job {job.id} queued ({len(clip_ids)} clips) but no worker started: {first}"
+    return f"job {job.id} queued ({len(clip_ids)} clips); worker pid {pid}"
+
+
+@dataclass(frozen=True)
+class JobRow:
+    """A job plus what the jobs screen derives from it (description, staleness, ETA)."""
+
+    job: Job
+    what: str
+    stale: bool
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class JobsSnapshot:
+    rows: list[JobRow]
+    workers: list[str]  # one line per live worker
+    now: float
+
+
+def poll(path: Path, limit: int = 200) -> JobsSnapshot:
+    """Jobs newest first, with stale ones (running with an expired lease) marked."""
+    t = core_jobs.now()
+    with Workspace.open(path, readonly=True) as ws:
+        jobs = core_jobs.list_jobs(ws, limit=limit)
+        try:
+            live = core_jobs.live_workers(ws)
+        except Exception:  # the workers table may be missing in an old workspace
+            live = []
+    rows = []
+    for job in jobs:
+        stale = job.status == "running" and (job.lease_expires or 0) < t
+        eta = None
+        if job.status == "running" and job.started_at and job.progress_done > 0:
+            elapsed = max(t - job.started_at, 0.0)
+            rate = job.progress_done / elapsed if elapsed > 0 else 0.0
+            if rate > 0:
+                eta = (job.progress_total - job.progress_done) / rate
+        rows.append(JobRow(job, core_jobs.describe_job(job), stale, eta))
+    workers = [
+        f"pid {w.pid} on {w.host}{' · ' + w.device if w.device else ''} · "
+        f"{'job ' + str(w.current_job) if w.current_job else 'idle'} · {w.jobs_done} done"
+        for w in live
+    ]
+    return JobsSnapshot(rows, workers, t)
+
+
+def events(path: Path, job_id: int, limit: int = 30) -> list[str]:
+    with Workspace.open(path, readonly=True) as ws:
+        return [
+            f"{time.strftime('%H:%M:%S', time.localtime(e.time))} {e.level:<7} {e.message}"
+            for e in core_jobs.job_events(ws, job_id, limit=limit)
+        ]
+
+
+def cancel(path: Path, job_id: int) -> str:
+    with Workspace.open(path) as ws:
+        job = core_jobs.cancel_job(ws, job_id)
+    if job.status == "cancelled":
+        return f"job {job_id} cancelled"
+    return f"job {job_id}: cancel requested (stops after the current clip)"
+
+
+def retry(path: Path, job_id: int) -> str:
+    with Workspace.open(path) as ws:
+        core_jobs.retry_job(ws, job_id)
+    try:
+        pid = ensure_worker(path)
+    except Exception as exc:
+        return f"job {job_id} queued again, but no worker started: {' '.join(str(exc).split())}"
+    return f"job {job_id} queued again; worker pid {pid}"

@@ -1,0 +1,249 @@
+"""One table of every key and action, so bindings, the help screen and the palette agree.
+
+A keyboard-first tool lives or dies by discoverable keys; keeping them in one list means
+the `?` help screen and the command palette (ctrl+p) can never drift from what the keys
+actually do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from textual.binding import Binding
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    keys: str  # Textual binding keys, comma separated
+    action: str  # action string on the scope's screen (or app)
+    title: str  # short name (footer, palette)
+    help: str  # one line for help and palette
+    group: str
+    scope: str = "browser"  # browser | app | jobs | metrics
+    footer: bool = False
+    palette: bool = True
+
+    @property
+    def display(self) -> str:
+        names = {
+            "space": "space",
+            "exclamation_mark": "!",
+            "greater_than_sign": ">",
+            "left_square_bracket": "[",
+            "right_square_bracket": "]",
+            "question_mark": "?",
+            "slash": "/",
+            "escape": "esc",
+            "enter": "enter",
+        }
+        return " ".join(names.get(k, k) for k in self.keys.split(","))
+
+    def binding(self) -> Binding:
+        return Binding(self.keys, self.action, self.title, show=self.footer)
+
+
+KEYS: tuple[KeySpec, ...] = (
+    # --- browsing
+    KeySpec("up,k", "table_cursor(-1)", "up", "previous clip", "Browse", palette=False),
+    KeySpec("down,j", "table_cursor(1)", "down", "next clip", "Browse", palette=False),
+    KeySpec("pageup,pagedown", "noop", "page", "page up / down", "Browse", palette=False),
+    KeySpec("home,end", "noop", "first/last", "first / last clip", "Browse", palette=False),
+    KeySpec("enter,z", "toggle_detail", "detail", "full-screen detail pane (toggle)", "Browse"),
+    KeySpec(
+        "tab", "focus_next", "focus", "move focus table / detail / filter", "Browse", palette=False
+    ),
+    KeySpec("s", "next_sort", "sort", "sort by the next column (or click a header)", "Browse"),
+    KeySpec("S", "reverse_sort", "reverse", "reverse the sort direction", "Browse"),
+    KeySpec("R", "pick_run", "run", "choose the run and strategy shown", "Browse"),
+    KeySpec(
+        "right_square_bracket",
+        "cycle_strategy(1)",
+        "next strategy",
+        "next strategy of the run",
+        "Browse",
+    ),
+    KeySpec(
+        "left_square_bracket",
+        "cycle_strategy(-1)",
+        "prev strategy",
+        "previous strategy of the run",
+        "Browse",
+    ),
+    # --- filtering
+    KeySpec(
+        "slash",
+        "focus_filter",
+        "filter",
+        "type a filter (enter applies, esc returns)",
+        "Filter",
+        footer=True,
+    ),
+    KeySpec("c", "clear_filter", "clear filter", "remove every filter term", "Filter"),
+    KeySpec(
+        "A",
+        "cycle_term('ambiguity')",
+        "ambiguity",
+        "cycle ambiguity: low / medium / high / any",
+        "Filter",
+    ),
+    KeySpec("P", "cycle_term('split')", "split", "cycle the split filter", "Filter"),
+    KeySpec("L", "cycle_term('label')", "label", "cycle the human-majority label filter", "Filter"),
+    KeySpec("D", "cycle_term('dataset')", "dataset", "cycle the dataset filter", "Filter"),
+    KeySpec(
+        "exclamation_mark",
+        "toggle_term('disagree')",
+        "disagree",
+        "only clips where the model disagrees with humans",
+        "Filter",
+    ),
+    KeySpec("M", "toggle_term('flagged')", "flagged", "only flagged clips", "Filter"),
+    KeySpec(
+        "greater_than_sign",
+        "toggle_term('js')",
+        "JS > t",
+        "only clips with JS above the threshold (settings)",
+        "Filter",
+    ),
+    # --- listening
+    KeySpec(
+        "space", "play", "play", "play / stop the clip (browser in `serve`)", "Listen", footer=True
+    ),
+    KeySpec("x", "export_clip", "export wav", "write the clip as a WAV file", "Listen"),
+    # --- auditing
+    KeySpec("f", "toggle_flag", "flag", "toggle the default flag", "Audit", footer=True),
+    KeySpec(
+        "F", "pick_flag", "flag as…", "toggle a flag chosen from the configured names", "Audit"
+    ),
+    KeySpec("t", "tag", "tag", "add or remove a tag (with completion)", "Audit"),
+    KeySpec("n", "note", "note", "edit the clip's note", "Audit"),
+    KeySpec(
+        "1,2,3,4,5,6,7,8,9",
+        "noop",
+        "vote 1-9",
+        "cast your own vote for label i",
+        "Audit",
+        palette=False,
+    ),
+    KeySpec("0", "vote(0)", "clear vote", "remove your own vote", "Audit"),
+    KeySpec(
+        "u",
+        "undo",
+        "undo",
+        "undo the last flag / tag / note / vote / bulk change",
+        "Audit",
+        footer=True,
+    ),
+    KeySpec("b", "bulk", "bulk", "flag or tag every clip of the current filter", "Audit"),
+    # --- models and outputs
+    KeySpec(
+        "r",
+        "resample",
+        "re-sample",
+        "queue a sampling job for this clip / flagged / filter",
+        "Models",
+        footer=True,
+    ),
+    KeySpec("e", "export", "export", "export the filter as a subset, or metric tables", "Models"),
+    # --- app
+    KeySpec(
+        "J",
+        "app.show_jobs",
+        "jobs",
+        "jobs screen: progress, cancel, retry",
+        "Screens",
+        scope="app",
+        footer=True,
+    ),
+    KeySpec(
+        "m",
+        "app.show_metrics",
+        "metrics",
+        "metrics screen: JS, BC, R², F1, ECE with CIs",
+        "Screens",
+        scope="app",
+        footer=True,
+    ),
+    KeySpec(
+        "question_mark", "app.show_help", "help", "this help", "Screens", scope="app", footer=True
+    ),
+    KeySpec(
+        "ctrl+p",
+        "app.command_palette",
+        "palette",
+        "command palette: every action, themes",
+        "Screens",
+        scope="app",
+        palette=False,
+    ),
+    KeySpec(
+        "O",
+        "app.toggle_own_votes",
+        "own votes in human",
+        "count your own votes in the human distribution (toggle)",
+        "Screens",
+        scope="app",
+    ),
+    KeySpec("q", "app.quit", "quit", "quit ambiscope", "Screens", scope="app"),
+    # --- jobs screen
+    KeySpec(
+        "x",
+        "cancel_job",
+        "cancel",
+        "cancel the highlighted job",
+        "Jobs screen",
+        scope="jobs",
+        footer=True,
+    ),
+    KeySpec(
+        "r",
+        "retry_job",
+        "retry",
+        "retry a failed or cancelled job",
+        "Jobs screen",
+        scope="jobs",
+        footer=True,
+    ),
+    KeySpec(
+        "w",
+        "start_worker",
+        "worker",
+        "start a background worker if none is alive",
+        "Jobs screen",
+        scope="jobs",
+        footer=True,
+    ),
+    KeySpec(
+        "escape",
+        "app.pop_screen",
+        "back",
+        "back to the browser",
+        "Jobs screen",
+        scope="jobs",
+        footer=True,
+        palette=False,
+    ),
+    # --- metrics screen
+    KeySpec(
+        "r",
+        "recompute",
+        "recompute",
+        "recompute the metrics with bootstrap CIs",
+        "Metrics screen",
+        scope="metrics",
+        footer=True,
+    ),
+    KeySpec(
+        "escape",
+        "cancel_or_back",
+        "cancel/back",
+        "cancel a running computation, else back",
+        "Metrics screen",
+        scope="metrics",
+        footer=True,
+        palette=False,
+    ),
+)
+
+
+def bindings(scope: str) -> list[Binding]:
+    return [k.binding() for k in KEYS if k.scope == scope and k.action != "noop"]

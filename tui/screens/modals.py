@@ -1,0 +1,284 @@
+"""Small modal dialogs: confirm, text prompt with completion, note, choices, bulk, export.
+
+Each modal returns its answer through `dismiss` (None when cancelled with Escape), so
+callers use `push_screen(modal, callback)` and never block the event loop. Layout and
+colours live in the app stylesheet (`.dialog`), so every dialog looks the same and fits
+an 80x24 terminal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.suggester import SuggestFromList
+from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
+from textual.widgets.option_list import Option
+
+
+class Dialog(ModalScreen[Any]):
+    """Base: Escape cancels (dismiss None)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "cancel")]
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class ConfirmModal(Dialog):
+    def __init__(self, title: str, body: str, ok: str = "Apply") -> None:
+        super().__init__()
+        self.title_text, self.body, self.ok = title, body, ok
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Static(self.body, classes="dialog-body")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button(self.ok, variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#ok", Button).focus()
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "ok")
+
+
+class PromptModal(Dialog):
+    """One line of text, with completion from `suggestions` (e.g. existing tag names)."""
+
+    def __init__(
+        self,
+        title: str,
+        *,
+        value: str = "",
+        placeholder: str = "",
+        suggestions: Sequence[str] = (),
+        hint: str = "",
+    ) -> None:
+        super().__init__()
+        self.title_text, self.value, self.placeholder = title, value, placeholder
+        self.suggestions, self.hint = list(suggestions), hint
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield Input(
+                self.value,
+                placeholder=self.placeholder,
+                suggester=SuggestFromList(self.suggestions, case_sensitive=False)
+                if self.suggestions
+                else None,
+                id="prompt",
+            )
+            if self.hint:
+                yield Static(self.hint, classes="dialog-hint")
+
+    @on(Input.Submitted)
+    def _submit(self, event: Input.Submitted) -> None:
+        value = event.value.strip()
+        self.dismiss(value or None)
+
+
+class NoteModal(Dialog):
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("ctrl+s", "save", "save", priority=True)]
+
+    def __init__(self, key: str, text: str) -> None:
+        super().__init__()
+        self.key, self.text = key, text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Note on {self.key}", classes="dialog-title")
+            yield TextArea(self.text, id="note")
+            yield Static("ctrl+s save · esc cancel · empty note deletes it", classes="dialog-hint")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Save", variant="primary", id="save")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one(TextArea).focus()
+
+    def action_save(self) -> None:
+        self.dismiss(self.query_one(TextArea).text)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self.action_save()
+        else:
+            self.dismiss(None)
+
+
+class ChoiceModal(Dialog):
+    """Pick one of several options (run/strategy, flag name, …)."""
+
+    def __init__(
+        self, title: str, choices: Sequence[tuple[str, str]], current: str | None = None
+    ) -> None:
+        super().__init__()
+        self.title_text, self.choices, self.current = title, list(choices), current
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.title_text, classes="dialog-title")
+            yield OptionList(*(Option(label, id=key) for key, label in self.choices))
+
+    def on_mount(self) -> None:
+        options = self.query_one(OptionList)
+        for i, (key, _) in enumerate(self.choices):
+            if key == self.current:
+                options.highlighted = i
+        options.focus()
+
+    @on(OptionList.OptionSelected)
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(event.option.id)
+
+
+@dataclass(frozen=True)
+class BulkRequest:
+    kind: str  # bulk_flag | bulk_tag
+    name: str
+    on: bool
+
+
+class BulkModal(Dialog):
+    """Choose a flag or tag to add to (or remove from) every clip of the current filter."""
+
+    def __init__(self, flag_names: Sequence[str], tag_names: Sequence[str], filter_text: str):
+        super().__init__()
+        self.flag_names, self.tag_names = list(flag_names), list(tag_names)
+        self.filter_text = filter_text
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Bulk flag / tag", classes="dialog-title")
+            yield Static(
+                f"applies to every clip matching: {self.filter_text or '(no filter: all clips)'}",
+                classes="dialog-hint",
+            )
+            yield Select(
+                [
+                    ("add flag", "add:bulk_flag"),
+                    ("remove flag", "del:bulk_flag"),
+                    ("add tag", "add:bulk_tag"),
+                    ("remove tag", "del:bulk_tag"),
+                ],
+                value="add:bulk_flag",
+                allow_blank=False,
+                id="what",
+            )
+            yield Input(
+                self.flag_names[0] if self.flag_names else "",
+                placeholder="flag or tag name",
+                suggester=SuggestFromList(self.flag_names + self.tag_names, case_sensitive=False),
+                id="name",
+            )
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Count…", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#name", Input).focus()
+
+    def _result(self) -> BulkRequest | None:
+        name = self.query_one("#name", Input).value.strip()
+        if not name:
+            self.notify("enter a flag or tag name", severity="warning")
+            return None
+        verb, kind = str(self.query_one("#what", Select).value).split(":")
+        return BulkRequest(kind, name, verb == "add")
+
+    @on(Input.Submitted)
+    def _submit(self) -> None:
+        if (result := self._result()) is not None:
+            self.dismiss(result)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "ok":
+            self.dismiss(None)
+        elif (result := self._result()) is not None:
+            self.dismiss(result)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    what: str  # "subset" | "metrics"
+    fmt: str
+    path: str
+
+
+class ExportModal(Dialog):
+    def __init__(
+        self,
+        subset_formats: Sequence[str],
+        metric_formats: Sequence[str],
+        filter_text: str,
+        count: int,
+        default_dir: str = ".",
+        subset_is_dir: bool = False,
+    ) -> None:
+        super().__init__()
+        self.subset_is_dir = subset_is_dir
+        self.subset_formats, self.metric_formats = list(subset_formats), list(metric_formats)
+        self.filter_text, self.count, self.default_dir = filter_text, count, default_dir
+
+    def compose(self) -> ComposeResult:
+        options = [(f"subset · {f}", f"subset:{f}") for f in self.subset_formats]
+        options += [(f"metric table · {f}", f"metrics:{f}") for f in self.metric_formats]
+        with Vertical(classes="dialog"):
+            yield Label("Export", classes="dialog-title")
+            yield Static(
+                f"{self.count:,} clips match: {self.filter_text or '(no filter: all clips)'}",
+                classes="dialog-hint",
+            )
+            yield Select(options, value=options[0][1], allow_blank=False, id="what")
+            yield Input(self._default_path(options[0][1]), placeholder="output path", id="path")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Export", variant="primary", id="ok")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#path", Input).focus()
+
+    def _default_path(self, value: str) -> str:
+        what, fmt = value.split(":")
+        suffix = {"audiofolder": "", "label-studio": ".json"}.get(fmt, f".{fmt}")
+        if what == "subset" and self.subset_is_dir:
+            suffix = f"-{fmt}"  # core/export writes a folder with data + provenance
+        name = "ambiscope-subset" if what == "subset" else "ambiscope-metrics"
+        return f"{self.default_dir.rstrip('/')}/{name}{suffix}"
+
+    @on(Select.Changed, "#what")
+    def _changed(self, event: Select.Changed) -> None:
+        self.query_one("#path", Input).value = self._default_path(str(event.value))
+
+    def _result(self) -> ExportRequest | None:
+        path = self.query_one("#path", Input).value.strip()
+        if not path:
+            self.notify("enter an output path", severity="warning")
+            return None
+        what, fmt = str(self.query_one("#what", Select).value).split(":")
+        return ExportRequest(what, fmt, path)
+
+    @on(Input.Submitted)
+    def _submit(self) -> None:
+        if (result := self._result()) is not None:
+            self.dismiss(result)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "ok":
+            self.dismiss(None)
+        elif (result := self._result()) is not None:
+            self.dismiss(result)
