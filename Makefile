@@ -10,7 +10,7 @@ DEMO_DB ?= demo/ambiscope.db
 .PHONY: demo test lint bench system-deps install clean
 
 demo: install
-	$(BIN)/ambiscope --db $(DEMO_DB) demo --no-tui
+	$(BIN)/ambiscope --db $(DEMO_DB) demo
 
 test: install
 	$(BIN)/ruff check .

@@ -9,6 +9,7 @@ line and exit with status 1; set AMBISCOPE_DEBUG=1 to see the traceback instead.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -80,23 +81,50 @@ def init(ctx: click.Context, path: str | None) -> None:
 @main.command()
 @click.option("--clips", default=60, show_default=True, help="Number of demo clips.")
 @click.option("--seed", default=7, show_default=True, help="Random seed for votes and prosody.")
+@click.option("--n", "n", default=8, show_default=True, help="Model candidates per clip.")
 @click.option("--force", is_flag=True, help="Rebuild the demo dataset if it exists.")
-@click.option("--no-tui", is_flag=True, help="Only build and summarise; do not open the TUI.")
+@click.option("--no-model", is_flag=True, help="Skip sampling the tiny model.")
+@click.option("--no-tui", is_flag=True, help="Do not open the TUI afterwards.")
 @click.pass_context
-def demo(ctx: click.Context, clips: int, seed: int, force: bool, no_tui: bool) -> None:
-    """Build the demo workspace: synthetic speech clips with simulated annotator pools.
+def demo(
+    ctx: click.Context, clips: int, seed: int, n: int, force: bool, no_model: bool, no_tui: bool
+) -> None:
+    """Build the demo workspace, sample the tiny model on it, open the workbench.
 
     Clips are synthesised offline with eSpeak NG (prosody standing in for emotions) as
     16 kHz WAV files next to the workspace, and 3-12 simulated raters vote on each clip so
-    that unanimous, mixed and split clips all occur.
+    that unanimous, mixed and split clips all occur. Then a tiny random-weight
+    Qwen2-Audio checkpoint (built offline) answers N times per clip and every strategy
+    (including the model as its own verifier and exact label likelihood) is computed, so
+    every screen has data. The run resumes if interrupted. The TUI opens when the
+    terminal is interactive.
     """
-    from core.demo import DemoSpec, build_demo, format_summary
+    from core.demo import DemoSpec, build_demo, demo_run_spec, format_summary
 
     path = _db_path(ctx)
     summary = build_demo(path, DemoSpec(n_clips=clips, seed=seed), force=force)
     click.echo(format_summary(summary))
-    if not no_tui:
-        click.echo("(the TUI is not built yet; showing the summary only)", err=True)
+    if not no_model:
+        from core.alm.tiny import build_tiny_model
+        from core.evaluation import evaluate, format_table
+        from core.tts.run import execute_run
+        from db import Workspace
+
+        model_dir = path.parent / f"{path.stem}-tiny-model"
+        if not (model_dir / "config.json").is_file():
+            build_tiny_model(model_dir)
+        click.echo(f"\nsampling the tiny model ({model_dir}), {n} candidates per clip:", err=True)
+        with Workspace.open(path) as ws:
+            result = execute_run(ws, demo_run_spec(model_dir, n), on_progress=_progress_printer())
+            rows = evaluate(ws, "demo", runs=[result.run.id], by="none")
+        click.echo(format_table(rows, ("js", "bc", "accuracy", "invalid_rate")))
+        click.echo("(a random-weight model: expect near-chance numbers and invalid answers)")
+    if no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        click.echo(f"\nopen the workbench with: ambiscope --db {path}")
+        return
+    from tui.cli import run_tui
+
+    run_tui(path)
 
 
 @main.command()

@@ -28,6 +28,7 @@ from core.audio import resample, write_wav
 from core.human import refresh_human
 from core.speech import EMOTION_PROSODY, Prosody, synthesize
 from core.stats import dataset_stats, format_dataset
+from core.tts.run import RunSpec
 from db import ClipIn, VoteIn, Workspace
 
 DEMO_DATASET = "demo"
@@ -258,6 +259,19 @@ def build_demo(
         refresh_human(ws, ds)
         stats = dataset_stats(ws, ds)
     return DemoSummary(path, audio_dir, True, time.perf_counter() - started, stats)
+
+
+def demo_run_spec(model_dir: Path, n: int = 8) -> RunSpec:
+    """The run `ambiscope demo` samples: the tiny model, every strategy, short answers."""
+    return RunSpec(
+        dataset=DEMO_DATASET,
+        model=str(model_dir),
+        n=n,
+        max_new_tokens=8,
+        verifier="self",
+        seed=0,
+        name="tiny-demo",
+    )
 
 
 def format_summary(summary: DemoSummary) -> str:

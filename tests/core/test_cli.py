@@ -67,10 +67,14 @@ def test_foreign_database_is_refused(tmp_path):
 def test_demo_builds_summary_and_is_reused(tmp_path):
     db = tmp_path / "demo.db"
     runner = CliRunner()
-    first = runner.invoke(main, ["--db", str(db), "demo", "--no-tui", "--clips", "18"])
+    first = runner.invoke(
+        main, ["--db", str(db), "demo", "--no-tui", "--no-model", "--clips", "18"]
+    )
     assert first.exit_code == 0, first.output
     assert "built" in first.output and "ambiguity: low" in first.output
-    second = runner.invoke(main, ["--db", str(db), "demo", "--no-tui", "--clips", "18"])
+    second = runner.invoke(
+        main, ["--db", str(db), "demo", "--no-tui", "--no-model", "--clips", "18"]
+    )
     assert "already present" in second.output
     stats = runner.invoke(main, ["--db", str(db), "stats", "--json"])
     data = json.loads(stats.output)
@@ -81,6 +85,18 @@ def test_demo_builds_summary_and_is_reused(tmp_path):
 @pytest.mark.parametrize("clips", ["0", "abc"])
 def test_demo_rejects_bad_clip_counts(tmp_path, clips):
     result = CliRunner().invoke(
-        main, ["--db", str(tmp_path / "d.db"), "demo", "--no-tui", "--clips", clips]
+        main, ["--db", str(tmp_path / "d.db"), "demo", "--no-tui", "--no-model", "--clips", clips]
     )
     assert result.exit_code != 0
+
+
+def test_demo_samples_the_tiny_model_with_every_strategy(tmp_path):
+    db = tmp_path / "demo.db"
+    result = CliRunner().invoke(
+        main, ["--db", str(db), "demo", "--no-tui", "--clips", "3", "--n", "2"]
+    )
+    assert result.exit_code == 0, result.output
+    for strategy in ("vote", "wbon", "verifier", "wverifier", "likelihood"):
+        assert strategy in result.output
+    assert "open the workbench with" in result.output
+    assert (tmp_path / "demo-tiny-model" / "config.json").is_file()

@@ -205,7 +205,7 @@ def test_two_workers_share_a_workspace_without_double_claims(tmp_path: Path) -> 
         wait_for(lambda: all(ws.get_job(j).status == "done" for j in jobs), 60)
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
-        assert [finish(p, 30) for p in procs] == [0, 0], logs(path)
+        assert [finish(p) for p in procs] == [0, 0], logs(path)
         owners = set()
         for job_id in jobs:
             (claim,) = claims(ws, job_id)
