@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.alm.tiny import build_tiny_model  # noqa: E402
-from core.demo import DemoSpec, build_demo  # noqa: E402
-from core.tts.run import RunSpec, execute_run  # noqa: E402
-from db import Workspace  # noqa: E402
+from core.alm.tiny import build_tiny_model
+from core.demo import DemoSpec, build_demo
+from core.tts.run import RunSpec, execute_run
+from db import Workspace
 
 
 def main() -> None:

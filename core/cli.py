@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from core.jobs_cli import enqueue, jobs, worker
+from core.synthetic_cli import align, annotate_synthetic, augment
 from db.errors import WorkspaceError
 from tui.cli import serve as serve_command
 from tui.cli import tui as tui_command
@@ -351,6 +352,13 @@ def sample(ctx: click.Context, **kw: Any) -> None:
     show_default=True,
 )
 @click.option("--bootstrap", default=0, show_default=True, help="Bootstrap resamples for CIs.")
+@click.option(
+    "--reference",
+    type=click.Choice(["human", "synthetic", "combined"]),
+    default="human",
+    show_default=True,
+    help="Distribution the models are compared to.",
+)
 @click.pass_context
 def compare(
     ctx: click.Context,
@@ -359,8 +367,9 @@ def compare(
     strategies: tuple[str, ...],
     by: str,
     bootstrap: int,
+    reference: str,
 ) -> None:
-    """Metric table of runs x strategies against the human distributions."""
+    """Metric table of runs x strategies against the human (or synthetic) distributions."""
     from core.evaluation import evaluate, format_table
     from db import Workspace
 
@@ -375,6 +384,7 @@ def compare(
                 strategies=list(strategies) or None,
                 by=by,
                 bootstrap=bootstrap,
+                reference=reference,
             )
     click.echo(format_table(rows))
 
@@ -423,7 +433,16 @@ def serve_model(
         backend.close()
 
 
-for _command in (tui_command, serve_command, enqueue, jobs, worker):
+for _command in (
+    tui_command,
+    serve_command,
+    enqueue,
+    jobs,
+    worker,
+    annotate_synthetic,
+    align,
+    augment,
+):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -82,12 +82,21 @@ def evaluate(
     by: str = "ambiguity",
     bootstrap: int = 0,
     seed: int = 0,
+    reference: str = "human",
 ) -> list[dict[str, Any]]:
-    """One row per (run, strategy, group) with every metric (and CIs when bootstrapping)."""
+    """One row per (run, strategy, group) with every metric (and CIs when bootstrapping).
+
+    `reference` picks what the model is compared with: the human votes, the synthetic
+    raters' votes, or both pooled (core/synthetic.py); ambiguity levels stay the human ones.
+    """
     if by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
     ds = ws.get_dataset(dataset)
     human = load_human(ws, ds)
+    if reference != "human":
+        from core.synthetic import reference_human_data
+
+        human = reference_human_data(ws, ds, reference, human=human)
     selected = [ws.get_run(r) for r in runs] if runs else ws.runs(ds.id)
     out: list[dict[str, Any]] = []
     for run in selected:

@@ -407,9 +407,16 @@ class Workspace:
             ((v.clip_id, v.annotator_id, v.label, v.rank, v.weight, v.raw_label) for v in votes),
         )
 
-    def add_vote_rows(self, dataset_id: int, rows: Iterable[tuple[Any, ...]]) -> int:
+    def add_vote_rows(
+        self, dataset_id: int, rows: Iterable[tuple[Any, ...]], *, bump: bool = True
+    ) -> int:
         """`add_votes` for plain (clip_id, annotator_id, label, rank, weight, raw_label)
-        tuples: the bulk path importers use for a million votes without an object each."""
+        tuples: the bulk path importers use for a million votes without an object each.
+
+        `bump=False` leaves votes_version alone: for synthetic votes, which the cached
+        human reference (kind `human` by default) does not pool, so a running synthetic
+        job does not make every reader recompute the human cache after each clip.
+        """
         labels = frozenset(self.get_dataset(dataset_id).label_set)
         count = 0
 
@@ -440,7 +447,8 @@ class Workspace:
                 "raw_label = excluded.raw_label",
                 checked(),
             )
-            self._bump_votes_version(dataset_id)
+            if bump:
+                self._bump_votes_version(dataset_id)
         return count
 
     def replace_clip_votes(
