@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from core.export_cli import COMMANDS as EXPORT_COMMANDS
 from core.jobs_cli import enqueue, jobs, worker
 from core.synthetic_cli import align, annotate_synthetic, augment
 from db.errors import WorkspaceError
@@ -442,6 +443,7 @@ for _command in (
     annotate_synthetic,
     align,
     augment,
+    *EXPORT_COMMANDS,
 ):
     main.add_command(_command)
 

@@ -1,0 +1,496 @@
+"""Curated clip subsets: audiofolder, CSV, JSONL and Label Studio exports.
+
+Every format carries one record per clip with the same fields: `key`, `dataset`,
+`clip_id`, `split`, `speaker`, `gender`, `transcript`, `intended_label`, `duration`,
+`source_path` (the original audio file), the human reference (`human` as {label: p},
+`human_entropy` in bits, `human_norm_entropy`, `ambiguity`, `majority`, `n_votes`),
+`votes` (one entry per annotator vote with its kind), the researcher's `flags`, `tags` and
+`notes`, and `predictions`: one entry per selected run x strategy with the distribution
+as {label: p}, its argmax `label`, and `js` / `bc` to the human distribution.
+
+All rows are read inside one read transaction, so a worker writing meanwhile cannot make
+the export mix two states; files are then written into a temporary directory next to the
+output and renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+from xml.sax.saxutils import quoteattr
+
+import numpy as np
+
+from core.export._common import (
+    ExportError,
+    NameAllocator,
+    atomic_dir,
+    check_target_dir,
+    dumps,
+    safe_suffix,
+)
+from core.export.data import load_reference, prepare_references
+from core.export.provenance import PROVENANCE_FILE, build_provenance
+from core.labels import canonical_order
+from db import Clip, Dataset, Run, Workspace, codec
+
+SUBSET_FORMATS: tuple[str, ...] = ("audiofolder", "csv", "jsonl", "label-studio")
+AUDIO_DIR = "audio"
+LS_TASKS = "tasks.json"
+LS_CONFIG = "labeling_config.xml"
+LS_URL_PREFIX = "/data/local-files/?d="
+CSV_NESTED = ("human", "votes", "flags", "tags", "notes", "predictions")
+
+
+@dataclass(frozen=True)
+class SubsetOptions:
+    where: str = ""
+    format: str = "audiofolder"
+    datasets: tuple[str, ...] = ()
+    runs: tuple[int, ...] = ()
+    strategies: tuple[str, ...] = ()
+    link: bool = False
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        if self.format not in SUBSET_FORMATS:
+            raise ExportError(
+                f"--format must be one of {', '.join(SUBSET_FORMATS)}, got {self.format!r}"
+            )
+
+
+@dataclass
+class SubsetResult:
+    out: Path
+    format: str
+    selected: int
+    exported: int
+    skipped_no_audio: int
+    skipped_missing_file: int
+    provenance: dict[str, Any]
+    messages: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        text = f"exported {self.exported} of {self.selected} clips as {self.format} to {self.out}"
+        skipped = []
+        if self.skipped_no_audio:
+            skipped.append(f"{self.skipped_no_audio} without audio")
+        if self.skipped_missing_file:
+            skipped.append(f"{self.skipped_missing_file} with a missing audio file")
+        if skipped:
+            text += f" (skipped {', '.join(skipped)})"
+        return "\n".join([text, *self.messages])
+
+
+# -------------------------------------------------------------------------- reading
+@dataclass
+class _Snapshot:
+    """Everything the subset needs, read inside one transaction."""
+
+    datasets: dict[int, Dataset]
+    runs: list[Run]
+    strategies: dict[int, list[str]]
+    clips: list[Clip]
+    records: list[dict[str, Any]]
+    provenance: dict[str, Any]
+
+
+def _ids_json(ids: Sequence[int]) -> str:
+    return json.dumps([int(i) for i in ids])
+
+
+def _grouped(ws: Workspace, sql: str, ids_json: str) -> dict[int, list[tuple[Any, ...]]]:
+    out: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in ws.conn.execute(sql, (ids_json,)):
+        out[row[0]].append(row[1:])
+    return out
+
+
+_IN_IDS = "IN (SELECT value FROM json_each(?))"
+
+
+def _select(ws: Workspace, opts: SubsetOptions, datasets: list[Dataset]) -> list[int]:
+    from core.filters import clip_query, parse_filter
+
+    flt = parse_filter(opts.where)
+    ids: list[int] = []
+    for ds in datasets:
+        sql, params = clip_query(
+            flt,
+            dataset_id=ds.id,
+            run_id=opts.runs[0] if opts.runs else None,
+            strategy=opts.strategies[0] if opts.strategies else None,
+        )
+        ids += [r[0] for r in ws.conn.execute(sql, params)]
+    return ids
+
+
+def _selected_runs(ws: Workspace, opts: SubsetOptions, datasets: list[Dataset]) -> list[Run]:
+    ds_ids = {ds.id for ds in datasets}
+    if opts.runs:
+        runs = [ws.get_run(int(r)) for r in dict.fromkeys(opts.runs)]
+        for run in runs:
+            if run.dataset_id not in ds_ids:
+                raise ExportError(f"run {run.id} is not on the selected dataset(s)")
+        return runs
+    return [run for ds in datasets for run in ws.runs(ds.id)]
+
+
+def _run_strategies(
+    ws: Workspace, runs: list[Run], strategies: Sequence[str]
+) -> dict[int, list[str]]:
+    out = {}
+    found: set[str] = set()
+    for run in runs:
+        have = ws.strategies(run.id)
+        found.update(have)
+        out[run.id] = [s for s in have if not strategies or s in strategies]
+    missing = [s for s in strategies if s not in found]
+    if missing:
+        known = ", ".join(sorted(found)) or "none"
+        raise ExportError(f"no predictions for strategy {', '.join(missing)} (known: {known})")
+    return out
+
+
+def _read(ws: Workspace, opts: SubsetOptions) -> _Snapshot:
+    """Select and read every field of the subset; call inside ws.snapshot()."""
+    datasets = (
+        [ws.get_dataset(name) for name in dict.fromkeys(opts.datasets)]
+        if opts.datasets
+        else ws.datasets()
+    )
+    runs = _selected_runs(ws, opts, datasets)
+    strategies = _run_strategies(ws, runs, opts.strategies)
+    ids = _select(ws, opts, datasets)
+    if not ids:
+        raise ExportError(f"no clips match {opts.where!r}" if opts.where else "no clips to export")
+    ids_json = _ids_json(ids)
+    clips = [
+        Clip.from_row(r)
+        for r in ws.conn.execute(
+            f"SELECT {Clip.COLUMNS} FROM clips WHERE id {_IN_IDS} ORDER BY id", (ids_json,)
+        )
+    ]
+    by_id = {ds.id: ds for ds in ws.datasets()}
+    records = _records(ws, clips, by_id, runs, strategies, ids_json)
+    used = [by_id[i] for i in sorted({c.dataset_id for c in clips})]
+    provenance = build_provenance(
+        ws,
+        export=f"subset/{opts.format}",
+        datasets=used,
+        runs=runs,
+        filter_text=opts.where,
+        options={
+            "format": opts.format,
+            "datasets": list(opts.datasets),
+            "runs": [r.id for r in runs],
+            "strategies": {str(k): v for k, v in strategies.items()},
+            "link": opts.link,
+        },
+        counts={"selected": len(clips)},
+    )
+    return _Snapshot(by_id, runs, strategies, clips, records, provenance)
+
+
+def _records(
+    ws: Workspace,
+    clips: list[Clip],
+    datasets: dict[int, Dataset],
+    runs: list[Run],
+    strategies: dict[int, list[str]],
+    ids_json: str,
+) -> list[dict[str, Any]]:
+    votes = _grouped(
+        ws,
+        "SELECT v.clip_id, a.external_id, a.kind, v.label, v.rank, v.weight FROM votes v "
+        f"JOIN annotators a ON a.id = v.annotator_id WHERE v.clip_id {_IN_IDS} "
+        "ORDER BY v.clip_id, a.kind, a.external_id, v.rank",
+        ids_json,
+    )
+    flags = _grouped(ws, _audit_sql("flags", "name"), ids_json)
+    tags = _grouped(ws, _audit_sql("tags", "name"), ids_json)
+    notes = _grouped(ws, _audit_sql("notes", "author, body"), ids_json)
+    humans = {ds_id: _human_lookup(ws, datasets[ds_id]) for ds_id in {c.dataset_id for c in clips}}
+    predictions = _predictions(ws, runs, strategies, datasets, ids_json)
+    out = []
+    for clip in clips:
+        ds = datasets[clip.dataset_id]
+        out.append(
+            {
+                "key": clip.key,
+                "dataset": ds.name,
+                "clip_id": clip.id,
+                "split": clip.split,
+                "speaker": clip.speaker,
+                "gender": clip.gender,
+                "transcript": clip.transcript,
+                "intended_label": clip.intended_label,
+                "duration": clip.duration,
+                "source_path": _source_path(ds, clip),
+                **humans[clip.dataset_id](clip.id),
+                "votes": [
+                    {"annotator": a, "kind": kind, "label": label, "rank": rank, "weight": weight}
+                    for a, kind, label, rank, weight in votes.get(clip.id, [])
+                ],
+                "flags": [r[0] for r in flags.get(clip.id, [])],
+                "tags": [r[0] for r in tags.get(clip.id, [])],
+                "notes": [{"author": a, "body": body} for a, body in notes.get(clip.id, [])],
+                "predictions": predictions.get(clip.id, []),
+            }
+        )
+    return out
+
+
+def _audit_sql(table: str, columns: str) -> str:
+    order = f"clip_id, {columns.split(',')[0]}"
+    return f"SELECT clip_id, {columns} FROM {table} WHERE clip_id {_IN_IDS} ORDER BY {order}"
+
+
+def _human_lookup(ws: Workspace, ds: Dataset) -> Any:
+    human, _ = load_reference(ws, ds)
+    index = {int(c): i for i, c in enumerate(human.clip_ids)}
+    labels = ds.label_set
+
+    def lookup(clip_id: int) -> dict[str, Any]:
+        i = index.get(clip_id)
+        if i is None or not human.valid[i]:
+            return {
+                "human": None,
+                "human_entropy": None,
+                "human_norm_entropy": None,
+                "ambiguity": None,
+                "majority": None,
+                "n_votes": 0.0 if i is None else float(human.n_votes[i]),
+            }
+        return {
+            "human": _as_dict(labels, human.dist[i]),
+            "human_entropy": float(human.entropy[i]),
+            "human_norm_entropy": float(human.norm_entropy[i]),
+            "ambiguity": human.ambiguity[i] or None,
+            "majority": labels[human.majority[i]] if human.majority[i] >= 0 else None,
+            "n_votes": float(human.n_votes[i]),
+        }
+
+    return lookup
+
+
+def _as_dict(labels: Sequence[str], values: np.ndarray) -> dict[str, float]:
+    return {label: round(float(v), 6) for label, v in zip(labels, values, strict=True)}
+
+
+def _predictions(
+    ws: Workspace,
+    runs: list[Run],
+    strategies: dict[int, list[str]],
+    datasets: dict[int, Dataset],
+    ids_json: str,
+) -> dict[int, list[dict[str, Any]]]:
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for run in runs:
+        labels = datasets[run.dataset_id].label_set
+        for strategy in strategies[run.id]:
+            rows = ws.conn.execute(
+                "SELECT clip_id, distribution, label, js, bc FROM predictions "
+                f"WHERE run_id = ? AND strategy = ? AND clip_id {_IN_IDS} ORDER BY clip_id",
+                (run.id, strategy, ids_json),
+            ).fetchall()
+            if not rows:
+                continue
+            dists = codec.decode_many((r[1] for r in rows), len(labels))
+            dists = np.round(dists / dists.sum(axis=1, keepdims=True), 6).tolist()
+            for (clip_id, _, label, js, bc), dist in zip(rows, dists, strict=True):
+                out[clip_id].append(
+                    {
+                        "run": run.id,
+                        "run_label": run.label,
+                        "model": run.model,
+                        "strategy": strategy,
+                        "distribution": dict(zip(labels, dist, strict=True)),
+                        "label": label,
+                        "js": js,
+                        "bc": bc,
+                    }
+                )
+    return out
+
+
+def _source_path(ds: Dataset, clip: Clip) -> str | None:
+    """The clip's audio file as an absolute path (None when the clip has no audio)."""
+    if not clip.path:
+        return None
+    return os.path.abspath(os.path.join(ds.root or "", clip.path))
+
+
+# -------------------------------------------------------------------------- writing
+def _place_audio(
+    records: list[dict[str, Any]], out: Path, *, link: bool
+) -> tuple[list[dict[str, Any]], int, int]:
+    """Copy or symlink each record's audio to OUT/audio/<safe name>; returns kept records."""
+    names = NameAllocator()
+    (out / AUDIO_DIR).mkdir()
+    kept, no_audio, missing = [], 0, 0
+    for record in records:
+        source = record["source_path"]
+        if source is None:
+            no_audio += 1
+            continue
+        if not os.path.isfile(source):
+            missing += 1
+            continue
+        name = names.allocate(record["key"], safe_suffix(source))
+        target = out / AUDIO_DIR / name
+        if link:
+            os.symlink(source, target)
+        else:
+            shutil.copyfile(source, target)
+        kept.append({"file_name": f"{AUDIO_DIR}/{name}", **record})
+    return kept, no_audio, missing
+
+
+def _jsonl(records: list[dict[str, Any]]) -> str:
+    return "".join(dumps(r, indent=None) + "\n" for r in records)
+
+
+def _csv(records: list[dict[str, Any]]) -> str:
+    columns = list(records[0]) if records else []
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(
+            {
+                k: (dumps(v, indent=None) if k in CSV_NESTED else ("" if v is None else v))
+                for k, v in record.items()
+            }
+        )
+    return buf.getvalue()
+
+
+def labeling_config(labels: Sequence[str], *, transcript: bool) -> str:
+    """Label Studio config: audio, several emotions may be chosen, transcript if any."""
+    choices = "\n".join(f"    <Choice value={quoteattr(label)}/>" for label in labels)
+    text = '  <Text name="transcript" value="$transcript"/>\n' if transcript else ""
+    return (
+        "<View>\n"
+        '  <Audio name="audio" value="$audio"/>\n'
+        f"{text}"
+        '  <Choices name="emotion" toName="audio" choice="multiple" showInline="true">\n'
+        f"{choices}\n"
+        "  </Choices>\n"
+        "</View>\n"
+    )
+
+
+def _ls_task(index: int, record: dict[str, Any], key: str) -> dict[str, Any]:
+    data = {
+        "audio": LS_URL_PREFIX + quote(record["file_name"]),
+        "key": key,
+        "dataset": record["dataset"],
+        "clip_id": record["clip_id"],
+        "transcript": record["transcript"] or "",
+        **{f: record[f] for f in ("split", "speaker", "gender") if record[f]},
+        "human": record["human"],
+        "ambiguity": record["ambiguity"],
+    }
+    predictions = []
+    for p in record["predictions"]:
+        score = max(p["distribution"].values())
+        predictions.append(
+            {
+                "model_version": f"{p['run_label']} / {p['strategy']}",
+                "score": score,
+                "result": [
+                    {
+                        "id": f"r{p['run']}-{p['strategy']}",
+                        "from_name": "emotion",
+                        "to_name": "audio",
+                        "type": "choices",
+                        "value": {"choices": [p["label"]]},
+                        "score": score,
+                    }
+                ],
+            }
+        )
+    return {"id": index, "data": data, "predictions": predictions}
+
+
+def _ls_keys(records: list[dict[str, Any]]) -> list[str]:
+    """Clip keys as task keys; `dataset/key` for all when two datasets share a key."""
+    keys = [r["key"] for r in records]
+    if len(set(keys)) == len(keys):
+        return keys
+    return [f"{r['dataset']}/{r['key']}" for r in records]
+
+
+def _write_label_studio(
+    out: Path, records: list[dict[str, Any]], labels: Sequence[str]
+) -> list[str]:
+    keys = _ls_keys(records)
+    tasks = [_ls_task(i + 1, r, k) for i, (r, k) in enumerate(zip(records, keys, strict=True))]
+    (out / LS_TASKS).write_text(dumps(tasks) + "\n", encoding="utf-8")
+    has_text = any(r["transcript"] for r in records)
+    (out / LS_CONFIG).write_text(labeling_config(labels, transcript=has_text), encoding="utf-8")
+    return [
+        "Label Studio: create a project with labeling_config.xml, enable local files "
+        f"(LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true, LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="
+        f"<this folder>), import {LS_TASKS}; re-import the finished export with "
+        "`ambiscope import label-studio EXPORT.json --audio-root <this folder>`",
+    ]
+
+
+def _labels(snapshot: _Snapshot) -> tuple[str, ...]:
+    used = {c.dataset_id for c in snapshot.clips}
+    union = {label for i in used for label in snapshot.datasets[i].label_set}
+    return canonical_order(union)
+
+
+def export_subset(ws: Workspace, out: str | Path, opts: SubsetOptions) -> SubsetResult:
+    """Export the clips matching `opts.where` to `out` (see the module docstring)."""
+    out = Path(out)
+    check_target_dir(out, force=opts.force)  # fail before reading anything
+    datasets = [ws.get_dataset(n) for n in opts.datasets] if opts.datasets else ws.datasets()
+    prepare_references(ws, datasets)
+    with ws.snapshot():
+        snap = _read(ws, opts)
+    records = snap.records
+    no_audio = missing = 0
+    messages: list[str] = []
+    with atomic_dir(out, force=opts.force) as tmp:
+        if opts.format in ("audiofolder", "label-studio"):
+            records, no_audio, missing = _place_audio(records, tmp, link=opts.link)
+            if not records:
+                raise ExportError(
+                    f"none of the {len(snap.records)} selected clips has an audio file "
+                    f"to export as {opts.format}; use --format csv or jsonl"
+                )
+        if opts.format == "audiofolder":
+            (tmp / "metadata.jsonl").write_text(_jsonl(records), encoding="utf-8")
+        elif opts.format == "jsonl":
+            (tmp / "clips.jsonl").write_text(_jsonl(records), encoding="utf-8")
+        elif opts.format == "csv":
+            (tmp / "clips.csv").write_text(_csv(records), encoding="utf-8")
+        else:
+            messages += _write_label_studio(tmp, records, _labels(snap))
+        counts = {
+            "selected": len(snap.records),
+            "exported": len(records),
+            "skipped_no_audio": no_audio,
+            "skipped_missing_file": missing,
+            "votes": sum(len(r["votes"]) for r in records),
+            "predictions": sum(len(r["predictions"]) for r in records),
+        }
+        snap.provenance["counts"] = counts
+        (tmp / PROVENANCE_FILE).write_text(dumps(snap.provenance) + "\n", encoding="utf-8")
+    n_selected = len(snap.records)
+    return SubsetResult(
+        out, opts.format, n_selected, len(records), no_audio, missing, snap.provenance, messages
+    )
