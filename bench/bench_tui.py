@@ -7,6 +7,7 @@ stored), then drives the real Textual app headlessly (`run_test`) and times:
   - sort by JS (descending), until the first page shows        [<= 150 ms]
   - apply a filter (`ambiguity:high disagree`)                 [<= 150 ms]
   - move the cursor 100 rows (mean per key press, worst case)  [<= 150 ms]
+  - one more key press until the detail pane shows that clip   (no target)
   - peak memory (max RSS of the process)                       [<= 500 MB]
 Prints readable lines and, last, one JSON line.
 
@@ -176,6 +177,16 @@ async def drive(db_path: Path, results: dict[str, float]) -> None:
         results["move_mean_ms"] = round(1000 * sum(times) / len(times), 1)
         results["move_max_ms"] = round(1000 * max(times), 1)
         results["cursor_row"] = table.cursor_row
+
+        # the detail pane follows once the cursor rests (debounced while keys repeat)
+        screen = app.screen
+        await until(lambda: screen.detail is not None)
+        await pilot.pause()
+        t0 = time.perf_counter()
+        await pilot.press("down")
+        await until(lambda: screen.detail.clip.id == table.current_clip_id)
+        await pilot.pause()
+        results["detail_ms"] = round((time.perf_counter() - t0) * 1000, 1)
 
 
 def main() -> None:

@@ -1,10 +1,11 @@
 """Everything the TUI reads from or writes to the workspace, callable from worker threads.
 
-SQLite connections must not cross threads, so nothing here is shared: every call opens
-its own short-lived connection (`WorkspaceAccess.reader()`: read-only, ~1 ms to open) and
-closes it before returning. Writes go through `writer()`, which serialises the app's own
-writes with a lock (one writer) and relies on WAL + busy_timeout to queue behind a
-background worker process that is writing samples at the same time.
+A connection is never used by two threads at once: every call takes a read-only
+connection from a small pool (`WorkspaceAccess.reader()`) and gives it back before
+returning, so reads keep a warm page cache without sharing a connection. Writes go
+through `writer()`, which serialises the app's own writes with a lock (one writer) and
+relies on WAL + busy_timeout to queue behind a background worker process that is writing
+samples at the same time.
 
 Only db/ and core/ APIs are used here (no SQL): the TUI stays a client of the library.
 Edits are described by `Edit` values whose application returns the inverse edit, which is
@@ -24,7 +25,6 @@ from typing import Any, Literal
 import numpy as np
 
 from core import browse
-from core.audio import AudioError, load_audio, waveform_envelope, write_wav
 from core.browse import BrowseQuery, ClipHuman, ClipPrediction
 from core.human import HumanOptions, dataset_options, ensure_human
 from db import Clip, Dataset, Run, Sample, VoteIn, VoteRow, Workspace
@@ -35,12 +35,17 @@ MAX_AUDIO_SECONDS = 600.0
 
 
 class WorkspaceAccess:
-    """Opens per-call connections to one workspace file (see module docstring)."""
+    """Read-only connections from a small pool, one writer at a time (see module docstring)."""
+
+    MAX_IDLE_READERS = 4
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._write_lock = threading.Lock()
         self._schema_checked = False
+        self._idle: list[Workspace] = []
+        self._pool_lock = threading.Lock()
+        self._closed = False
 
     def ensure_schema(self) -> None:
         """Open read-write once so pending migrations are applied before read-only use."""
@@ -51,10 +56,36 @@ class WorkspaceAccess:
 
     @contextmanager
     def reader(self) -> Iterator[Workspace]:
-        ws = Workspace.open(self.path, readonly=True)
+        """A read-only workspace for this block, used by one thread at a time.
+
+        Connections are kept between calls (at most MAX_IDLE_READERS idle ones): a fresh
+        connection starts with an empty page cache and schema, which made every detail
+        read and page fetch re-read the same pages. A connection in autocommit mode holds
+        no snapshot between statements, so a reused one sees every committed write.
+        """
+        with self._pool_lock:
+            ws = self._idle.pop() if self._idle else None
+        if ws is None:
+            ws = Workspace.open(self.path, readonly=True)
         try:
             yield ws
         finally:
+            self._release(ws)
+
+    def _release(self, ws: Workspace) -> None:
+        if not ws.conn.in_transaction:
+            with self._pool_lock:
+                if not self._closed and len(self._idle) < self.MAX_IDLE_READERS:
+                    self._idle.append(ws)
+                    return
+        ws.close()
+
+    def close(self) -> None:
+        """Close the idle readers (readers in use close when they are given back)."""
+        with self._pool_lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for ws in idle:
             ws.close()
 
     @contextmanager
@@ -211,6 +242,9 @@ class Waveform:
 def load_waveform(path: Path | None, clip_id: int) -> Waveform:
     if path is None:
         return Waveform(clip_id, None, error="this clip has no audio file")
+    # imported here: core.audio pulls in scipy.signal (~0.7 s at startup otherwise)
+    from core.audio import AudioError, load_audio, waveform_envelope
+
     try:
         audio = load_audio(path, max_seconds=MAX_AUDIO_SECONDS)
     except (AudioError, ValueError) as exc:
@@ -223,6 +257,8 @@ def load_waveform(path: Path | None, clip_id: int) -> Waveform:
 
 def export_clip_wav(source: Path | None, target: Path) -> Path:
     """Decode the clip (any format) and write it as 16-bit WAV at `target`."""
+    from core.audio import AudioError, load_audio, write_wav
+
     if source is None:
         raise AudioError("this clip has no audio file")
     audio = load_audio(source)
@@ -406,8 +442,13 @@ def evaluate_rows(
     bootstrap: int = 0,
     should_stop: Any = None,
     seed: int = 0,
+    reference: str = "human",
 ) -> list[dict[str, Any]]:
     """Metric rows for every dataset x run x strategy x ambiguity level.
+
+    `reference` is what models are compared with: the human votes, the synthetic raters'
+    votes or both pooled (core.synthetic.reference_human_data; read-only, ambiguity levels
+    stay the human ones).
 
     Mirrors core.evaluation.evaluate, but with the human reference the TUI shows (own votes
     pooled in or not): evaluate() always uses the dataset's default reference and would
@@ -426,6 +467,16 @@ def evaluate_rows(
             if not runs:
                 continue
             human = read_human(ws, ds)
+            if reference != "human":
+                from core.synthetic import reference_human_data
+
+                human = reference_human_data(
+                    ws,
+                    ds,
+                    reference,
+                    human=human,
+                    human_kinds=human_options(ds, include_own).kinds,
+                )
             for run in runs:
                 for strategy in ws.strategies(run.id):
                     if should_stop is not None and should_stop():

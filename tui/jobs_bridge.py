@@ -67,13 +67,18 @@ class JobsSnapshot:
 
 def poll(path: Path, limit: int = 200) -> JobsSnapshot:
     """Jobs newest first, with stale ones (running with an expired lease) marked."""
-    t = core_jobs.now()
     with Workspace.open(path, readonly=True) as ws:
-        jobs = core_jobs.list_jobs(ws, limit=limit)
-        try:
-            live = core_jobs.live_workers(ws)
-        except Exception:  # the workers table may be missing in an old workspace
-            live = []
+        return poll_workspace(ws, limit)
+
+
+def poll_workspace(ws: Workspace, limit: int = 200) -> JobsSnapshot:
+    """`poll` on an open workspace (the app polls every second on a pooled connection)."""
+    t = core_jobs.now()
+    jobs = core_jobs.list_jobs(ws, limit=limit)
+    try:
+        live = core_jobs.live_workers(ws)
+    except Exception:  # the workers table may be missing in an old workspace
+        live = []
     rows = []
     for job in jobs:
         stale = job.status == "running" and (job.lease_expires or 0) < t

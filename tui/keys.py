@@ -233,6 +233,14 @@ KEYS: tuple[KeySpec, ...] = (
         footer=True,
     ),
     KeySpec(
+        "h",
+        "cycle_reference",
+        "reference",
+        "compare with the human, synthetic or combined (pooled) votes",
+        "Metrics screen",
+        scope="metrics",
+    ),
+    KeySpec(
         "escape",
         "cancel_or_back",
         "cancel/back",

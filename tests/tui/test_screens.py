@@ -171,3 +171,33 @@ async def test_resample_job_runs_on_a_real_worker(workspace: Path, tiny_model_di
         for pid in pids:  # the detached worker this test started
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
+
+
+async def test_metrics_screen_switches_reference(workspace: Path) -> None:
+
+    with Workspace.open(workspace) as ws:  # two synthetic raters who always say "sad"
+        ds = ws.get_dataset("demo")
+        ann = ws.ensure_annotators(ds.id, [("syn-a", "synthetic"), ("syn-b", "synthetic")])
+        ws.add_vote_rows(
+            ds.id,
+            [(c.id, a, "sad", 0, 1.0, None) for c in ws.clips(ds.id) for a in ann.values()],
+            bump=False,
+        )
+    app = make_app(workspace, bootstrap=0)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await pilot.press("m")
+        await until(pilot, lambda: isinstance(app.screen, MetricsScreen))
+        screen = app.screen
+        await until(pilot, lambda: bool(screen.rows), timeout=30)
+        human_js = {(r["strategy"], r["group"]): r["js"] for r in screen.rows}
+        screen.rows = []
+        await pilot.press("h")
+        await until(pilot, lambda: bool(screen.rows), timeout=30)
+        assert screen.reference == "synthetic"
+        assert "vs synthetic votes" in str(screen.query_one("#metrics-title", Static).render())
+        synthetic_js = {(r["strategy"], r["group"]): r["js"] for r in screen.rows}
+        assert synthetic_js.keys() == human_js.keys()
+        assert synthetic_js != human_js
+        await pilot.press("h")
+        await until(pilot, lambda: screen.reference == "combined")

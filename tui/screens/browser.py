@@ -1,7 +1,8 @@
 """The browser (home screen): filter bar, virtual clip table and the detail pane.
 
-Every read and write runs in a thread worker with its own connection (tui.data) and
-reports back with a message from tui.messages; handlers only update widgets. Queries are
+Every read and write runs in a thread worker on a connection of its own for the call
+(pooled, tui.data) and reports back with a message from tui.messages; handlers only
+update widgets. Queries are
 numbered (`generation`): when the sort or filter changes, answers to the old query are
 dropped. Audit edits are queued and applied one at a time in order, each returning its
 inverse for the undo stack.
@@ -10,8 +11,10 @@ inverse for the undo stack.
 from __future__ import annotations
 
 import contextlib
+import gc
 import shlex
 import sqlite3
+import threading
 import time
 from collections import deque
 from dataclasses import replace
@@ -68,6 +71,7 @@ from tui.widgets.detail import DetailView
 NUMERIC_SORTS = {"entropy", "model_entropy", "js", "flags", "ambiguity"}
 PREFERRED_STRATEGIES = ("wbon", "wverifier", "vote", "bon")
 MIN_SIZE = (80, 24)
+DETAIL_DEBOUNCE_S = 0.1
 WIDE = 140
 
 
@@ -92,6 +96,11 @@ class BrowserScreen(Screen[None]):
         self._told_no_device = False
         self._pending_clip: int | None = None
         self._query_conn: sqlite3.Connection | None = None
+        self._query_lock = threading.Lock()
+        self._deferred_pages: set[int] = set()
+        self._query_page = 0
+        self._filter_error = ""
+        self._topbar: Text | None = None
 
     # ------------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -178,11 +187,13 @@ class BrowserScreen(Screen[None]):
 
     # ------------------------------------------------------------------ queries
     def run_query(self, *, keep_position: bool = False, same_rows: bool = False) -> None:
-        """Start the current query: first page, then the count, then the ordered ids.
+        """Start the current query: the ordered ids first, then the page at the cursor.
 
-        One worker does the three reads in that order, so the page the user looks at is
-        never slowed down by the bigger reads competing for the two cores; a sort
-        (`same_rows`) keeps the known count and skips the count query.
+        One worker reads every matching id in order (which is also the row count) and
+        then the rows of the page on screen by id, so a sort or filter costs one ordered
+        read instead of a top-N page sort, a count and the id list (three full scans).
+        Pages wanted before the ids arrive wait for them (`_deferred_pages`).
+        `same_rows` (a sort) keeps the known count on screen meanwhile.
         """
         self.generation += 1
         table = self.table
@@ -204,42 +215,54 @@ class BrowserScreen(Screen[None]):
         table.new_query(self.generation, keep_position=keep_position)
         if known is not None:
             table.set_count(self.generation, known)
+        if not keep_position and self._detail_timer is not None:
+            self._detail_timer.stop()  # the cursor goes to the new first row
         page = table.cursor_row // table.page_size if keep_position else 0
         table.pending.add(page)
-        running = self._query_conn
-        if running is not None:  # stop the superseded query's SQL instead of waiting for it
-            with contextlib.suppress(Exception):
-                running.interrupt()
-        self.fetch_query(self.generation, self.query_state, page, known is None)
+        self._deferred_pages = set()
+        self._query_page = page
+        with self._query_lock:
+            running = self._query_conn
+            if running is not None:  # stop the superseded query's SQL instead of waiting
+                with contextlib.suppress(Exception):
+                    running.interrupt()
+        self.fetch_query(self.generation, self.query_state, page, table.cursor_row)
         self._update_topbar()
 
     @work(thread=True, exclusive=True, group="query")
-    def fetch_query(self, generation: int, query: BrowseQuery, page: int, count: bool) -> None:
+    def fetch_query(self, generation: int, query: BrowseQuery, page: int, row: int) -> None:
         worker = get_current_worker()
         size = self.table.page_size
         if worker.is_cancelled:
             return
         try:
             with self.access.reader() as ws:
-                self._query_conn = ws.conn
-                rows = browse.fetch_page(ws.conn, query, page * size, size)
-                self.post_message(PageLoaded(generation, page, rows))
-                if count:
+                with self._query_lock:
+                    self._query_conn = ws.conn
+                try:
+                    ids = browse.ordered_ids(ws.conn, query)
                     if worker.is_cancelled:
                         return
-                    self.post_message(CountLoaded(generation, browse.count_rows(ws.conn, query)))
-                if worker.is_cancelled:
-                    return
-                ids = browse.ordered_ids(ws.conn, query)
+                    rows = browse.fetch_rows(ws.conn, query, ids[page * size : (page + 1) * size])
+                finally:
+                    with self._query_lock:  # before the connection goes back to the pool
+                        if self._query_conn is ws.conn:
+                            self._query_conn = None
         except Exception as exc:
             if not worker.is_cancelled:  # an interrupted, superseded query is no error
                 self.post_message(QueryFailed(generation, _one_line(exc)))
             return
-        finally:
-            if self._query_conn is not None and generation == self.generation:
-                self._query_conn = None
-        if not worker.is_cancelled:
+        detail = None
+        if row < len(ids):  # the clip under the cursor, so the detail pane updates with it
+            with contextlib.suppress(Exception):  # else the cursor handler loads it
+                detail = data.load_detail(
+                    self.access, ids[row], query.run_id, query.strategy, self.settings.user
+                )
+        if not worker.is_cancelled:  # together, so the screen updates once
             self.post_message(IdsLoaded(generation, ids))
+            self.post_message(PageLoaded(generation, page, rows))
+            if detail is not None:
+                self.post_message(DetailLoaded(detail))
 
     @work(thread=True, group="pages")
     def fetch_page(self, generation: int, query: BrowseQuery, page: int, ids: Any) -> None:
@@ -257,25 +280,46 @@ class BrowserScreen(Screen[None]):
 
     @on(ClipTable.PageNeeded)
     def _page_needed(self, message: ClipTable.PageNeeded) -> None:
-        if message.generation == self.generation:
-            self.fetch_page(message.generation, self.query_state, message.page, self.table.ids)
+        if message.generation != self.generation:
+            return
+        ids = self.table.ids
+        if ids is None:  # fetched by id once the query's ids are known
+            self._deferred_pages.add(message.page)
+            return
+        self.fetch_page(message.generation, self.query_state, message.page, ids)
 
     @on(PageLoaded)
     def _page_loaded(self, message: PageLoaded) -> None:
         self.table.set_page(message.generation, message.page, message.rows)
+        if not _heap_frozen:
+            self.call_after_refresh(freeze_startup_heap)
 
     @on(CountLoaded)
     def _count_loaded(self, message: CountLoaded) -> None:
-        self.table.set_count(message.generation, message.count)
+        self._counted(message.generation, message.count)
+
+    def _counted(self, generation: int, count: int) -> None:
+        self.table.set_count(generation, count)
         self._update_topbar()
-        if message.count == 0 and message.generation == self.generation:
+        if count == 0 and generation == self.generation:
             self.detail = None
             self.detail_view.detail = None
             self.detail_view.message = self.table.empty_message
 
     @on(IdsLoaded)
     def _ids_loaded(self, message: IdsLoaded) -> None:
-        self.table.set_ids(message.generation, message.ids)
+        table = self.table
+        if message.generation != self.generation:
+            return
+        table.set_ids(message.generation, message.ids)
+        self._counted(message.generation, len(message.ids))
+        deferred, self._deferred_pages = self._deferred_pages, set()
+        deferred.discard(self._query_page)  # the query worker brings that page itself
+        for page in sorted(deferred):
+            if page in table.pending and page * table.page_size < len(message.ids):
+                self.fetch_page(message.generation, self.query_state, page, message.ids)
+            else:
+                table.page_failed(message.generation, page)
 
     @on(QueryFailed)
     def _query_failed(self, message: QueryFailed) -> None:
@@ -315,6 +359,9 @@ class BrowserScreen(Screen[None]):
         return True
 
     def _show_filter_error(self, message: str) -> None:
+        if message == self._filter_error:  # an update re-lays the screen out
+            return
+        self._filter_error = message
         widget = self.query_one("#filter-error", Static)
         widget.update(message)
         widget.set_class(bool(message), "visible")
@@ -345,7 +392,9 @@ class BrowserScreen(Screen[None]):
         jobs = getattr(self.app, "jobs_summary", "")
         if jobs:
             text.append(f" · {jobs}", style="cyan")
-        self.query_one("#topbar", Static).update(text)
+        if text != self._topbar:  # an update re-lays the screen out
+            self._topbar = text
+            self.query_one("#topbar", Static).update(text)
 
     def refresh_topbar(self) -> None:
         self._update_topbar()
@@ -358,8 +407,13 @@ class BrowserScreen(Screen[None]):
         self._pending_clip = message.clip_id
         if self._detail_timer is not None:
             self._detail_timer.stop()
-        # debounce: holding a key down must not start a detail read per row
-        self._detail_timer = self.set_timer(0.05, self._load_pending_detail)
+        if not message.navigating:  # new rows under a still cursor: show them now
+            if self.detail is None or self.detail.clip.id != message.clip_id:
+                self._load_pending_detail()  # (a query brings its first detail itself)
+            return
+        # debounce: a held key repeats every ~30-50 ms; the detail (a read and a re-layout
+        # of the pane) follows once the cursor rests instead of on every row it passes
+        self._detail_timer = self.set_timer(DETAIL_DEBOUNCE_S, self._load_pending_detail)
 
     def _load_pending_detail(self) -> None:
         if self._pending_clip is not None:
@@ -400,6 +454,9 @@ class BrowserScreen(Screen[None]):
         view.detail = detail
         wave = view.waveform
         if previous is None or previous.clip.id != detail.clip.id or wave is None:
+            if detail.audio_path is None:  # nothing to read: no worker, one layout pass
+                view.waveform = data.load_waveform(None, detail.clip.id)
+                return
             if wave is not None and wave.clip_id != detail.clip.id:
                 view.waveform = None
             self.fetch_waveform(detail.audio_path, detail.clip.id)
@@ -882,8 +939,12 @@ class BrowserScreen(Screen[None]):
         run = detail.run
         defaults: dict[str, Any] = {}
         if run is not None:
+            from core.synthetic import is_synthetic_run
+
             spec = run.config.get("spec") if isinstance(run.config, dict) else None
-            defaults = dict(spec) if isinstance(spec, dict) else {}
+            # a synthetic-annotator run's spec is not a sampling spec: start from its model
+            usable = isinstance(spec, dict) and not is_synthetic_run(run)
+            defaults = dict(spec) if usable else {}
             defaults.update(
                 model=run.model,
                 backend=run.backend,
@@ -964,6 +1025,23 @@ class BrowserScreen(Screen[None]):
             return
         del started
         self.post_message(ExportDone(path, count, request.what))
+
+
+_heap_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Keep the objects alive after startup out of the cyclic collector (once a process).
+
+    Textual, numpy and the app leave ~120k long-lived objects behind; every full
+    collection walked them all (45-70 ms on the UI thread, about once a second while
+    keys repeat). After one collection they go to the permanent generation (gc.freeze).
+    """
+    global _heap_frozen
+    if not _heap_frozen:
+        _heap_frozen = True
+        gc.collect()
+        gc.freeze()
 
 
 def _one_line(exc: BaseException) -> str:

@@ -77,6 +77,7 @@ class MetricsScreen(Screen[None]):
         super().__init__()
         self.rows: list[dict[str, Any]] = []
         self._worker: Worker[None] | None = None
+        self.reference = "human"
 
     def compose(self) -> ComposeResult:
         yield Static("Metrics", id="metrics-title", classes="screen-title")
@@ -97,7 +98,17 @@ class MetricsScreen(Screen[None]):
         settings = self.app.settings  # type: ignore[attr-defined]
         self.query_one("#metrics-loading").display = True
         self._set_title("computing point estimates…")
-        self._worker = self.compute(settings.include_own_votes, settings.bootstrap)
+        self._worker = self.compute(settings.include_own_votes, settings.bootstrap, self.reference)
+
+    def action_cycle_reference(self) -> None:
+        """human -> synthetic -> combined: what the model distributions are compared with."""
+        from core.synthetic import REFERENCES
+
+        if self._worker is not None and not self._worker.is_finished:
+            self._worker.cancel()
+            self._worker = None
+        self.reference = REFERENCES[(REFERENCES.index(self.reference) + 1) % len(REFERENCES)]
+        self.action_recompute()
 
     def action_cancel_or_back(self) -> None:
         if self._worker is not None and not self._worker.is_finished:
@@ -109,14 +120,18 @@ class MetricsScreen(Screen[None]):
         self.app.switch_mode("browser")
 
     @work(thread=True, exclusive=True, group="metrics")
-    def compute(self, include_own: bool, bootstrap: int) -> None:
+    def compute(self, include_own: bool, bootstrap: int, reference: str = "human") -> None:
         worker = get_current_worker()
         access = self.app.access  # type: ignore[attr-defined]
         try:
             for n_boot in (0, bootstrap) if bootstrap else (0,):
                 t0 = time.perf_counter()
                 rows = data.evaluate_rows(
-                    access, include_own, n_boot, should_stop=lambda: worker.is_cancelled
+                    access,
+                    include_own,
+                    n_boot,
+                    should_stop=lambda: worker.is_cancelled,
+                    reference=reference,
                 )
                 if worker.is_cancelled:
                     return
@@ -126,8 +141,9 @@ class MetricsScreen(Screen[None]):
                 self.post_message(MetricsFailed(" ".join(str(exc).split())))
 
     def _set_title(self, status: str) -> None:
+        versus = "" if self.reference == "human" else f" vs {self.reference} votes"
         self.query_one("#metrics-title", Static).update(
-            f"Metrics · per dataset × run × strategy × ambiguity · {status}"
+            f"Metrics{versus} · per dataset × run × strategy × ambiguity · {status}"
         )
 
     @on(MetricsReady)

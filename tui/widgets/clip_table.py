@@ -22,7 +22,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.binding import Binding, BindingType
-from textual.geometry import Size
+from textual.geometry import Region, Size
 from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
@@ -31,6 +31,7 @@ from textual.strip import Strip
 from core.browse import BrowseRow
 
 MAX_CACHED_PAGES = 40
+MAX_CACHED_STRIPS = 1000
 
 
 @dataclass(frozen=True)
@@ -169,11 +170,17 @@ class ClipTable(ScrollView, can_focus=True):
             self.page = page
 
     class CursorMoved(Message):
-        def __init__(self, table: ClipTable, row: int, clip_id: int | None) -> None:
+        """The clip under the cursor changed; `navigating` when keys or the mouse moved it
+        (more moves may follow), not when new rows arrived under a still cursor."""
+
+        def __init__(
+            self, table: ClipTable, row: int, clip_id: int | None, navigating: bool = False
+        ) -> None:
             super().__init__()
             self.table = table
             self.row = row
             self.clip_id = clip_id
+            self.navigating = navigating
 
     class SortRequested(Message):
         def __init__(self, table: ClipTable, column: str) -> None:
@@ -199,6 +206,10 @@ class ClipTable(ScrollView, can_focus=True):
         self._last_posted: int | None = None
         self._layout: list[tuple[Column, int]] = []
         self._layout_width = -1
+        # row strips by (row, is_cursor), valid while _strip_key (width and styles) holds
+        self._strips: dict[tuple[int, bool], Strip] = {}
+        self._strip_key: tuple[object, ...] = ()
+        self._frame: _Frame | None = None
 
     # ------------------------------------------------------------------ state
     def new_query(self, generation: int, *, keep_position: bool) -> None:
@@ -209,6 +220,7 @@ class ClipTable(ScrollView, can_focus=True):
         self.pending.clear()
         self.ids = None
         self.counted = False
+        self._strips.clear()
         if not keep_position:
             self._last_posted = None
             self.scroll_to(y=0, animate=False)
@@ -221,6 +233,7 @@ class ClipTable(ScrollView, can_focus=True):
             return
         self.row_count = count
         self.counted = True
+        self._strips.clear()
         if self.cursor_row >= count:
             self.set_reactive(ClipTable.cursor_row, max(count - 1, 0))
         self._update_virtual_size()
@@ -244,6 +257,7 @@ class ClipTable(ScrollView, can_focus=True):
         self.stale.pop(page, None)
         while len(self.pages) > MAX_CACHED_PAGES:
             self.pages.popitem(last=False)
+        self._strips.clear()
         if not self.counted and page == 0 and len(rows) < self.page_size:
             self.set_count(generation, len(rows))
         self.refresh()
@@ -287,6 +301,7 @@ class ClipTable(ScrollView, can_focus=True):
         self.has_model = has_model
         self.hidden = hidden
         self._layout_width = -1
+        self._strips.clear()
         self._update_virtual_size()
         self.refresh()
 
@@ -316,18 +331,49 @@ class ClipTable(ScrollView, can_focus=True):
 
     # ------------------------------------------------------------------ drawing
     def _style(self, name: str) -> Style:
+        frame = self._frame
+        if frame is not None:
+            return frame.styles[name]
         return self.get_component_rich_style(name, partial=True)
 
-    def render_line(self, y: int) -> Strip:
+    def render_lines(self, crop: Region) -> list[Strip]:
+        # What every line needs (width, base and component styles, columns) is looked up
+        # once per paint instead of once per line; row strips are reused while it holds,
+        # so a cursor move or a one-row scroll draws one or two new rows, not all of them.
         width = self.scrollable_content_region.width
-        scroll_x, scroll_y = self.scroll_offset
         base = self.rich_style
-        cols = self._columns(width)
+        styles = {name: self.get_component_rich_style(name, partial=True) for name in _STYLES}
+        key = (width, base, *styles.values())
+        if key != self._strip_key or len(self._strips) > MAX_CACHED_STRIPS:
+            self._strips.clear()
+            self._strip_key = key
+        self._frame = _Frame(width, base, styles, self._columns(width))
+        try:
+            return super().render_lines(crop)
+        finally:
+            self._frame = None
+
+    def render_line(self, y: int) -> Strip:
+        frame = self._frame
+        if frame is None:  # called outside a paint
+            width = self.scrollable_content_region.width
+            base = self.rich_style
+            cols = self._columns(width)
+        else:
+            width, base, cols = frame.width, frame.base, frame.columns
+        scroll_x, scroll_y = self.scroll_offset
         if y == 0:
             strip = self._header(cols, base)
         else:
             index = scroll_y + y - 1
-            strip = self._row_strip(index, cols, base)
+            is_cursor = index == self.cursor_row
+            cached = self._strips.get((index, is_cursor)) if frame is not None else None
+            if cached is not None:
+                strip = cached
+            else:
+                strip = self._row_strip(index, cols, base)
+                if frame is not None and self.row(index) is not None:
+                    self._strips[index, is_cursor] = strip  # placeholders ask for pages
         return strip.crop_extend(scroll_x, scroll_x + width, base)
 
     def _header(self, cols: list[tuple[Column, int]], base: Style) -> Strip:
@@ -420,9 +466,14 @@ class ClipTable(ScrollView, can_focus=True):
         return max(self.scrollable_content_region.height - 1, 1)
 
     def watch_cursor_row(self, old: int, new: int) -> None:
+        top = self.scroll_offset.y
         self._scroll_to_cursor()
-        self.refresh()
-        self._post_cursor()
+        if self.scroll_offset.y == top:  # a scroll repaints everything by itself
+            self.refresh_line(old + 1)  # (line 0 is the header)
+            self.refresh_line(new + 1)
+        else:
+            self.refresh()
+        self._post_cursor(navigating=True)
 
     def _scroll_to_cursor(self) -> None:
         top = round(self.scroll_y)
@@ -439,11 +490,11 @@ class ClipTable(ScrollView, can_focus=True):
         if nxt != page:
             self._want(nxt)
 
-    def _post_cursor(self) -> None:
+    def _post_cursor(self, navigating: bool = False) -> None:
         clip_id = self.current_clip_id
         if clip_id is not None and clip_id != self._last_posted:
             self._last_posted = clip_id
-            self.post_message(self.CursorMoved(self, self.cursor_row, clip_id))
+            self.post_message(self.CursorMoved(self, self.cursor_row, clip_id, navigating))
 
     def move_cursor(self, row: int) -> None:
         if self.row_count == 0:
@@ -473,6 +524,19 @@ class ClipTable(ScrollView, can_focus=True):
                 x -= w + 1
             return
         self.move_cursor(round(self.scroll_y) + offset.y - 1)
+
+
+_STYLES = tuple(sorted(ClipTable.COMPONENT_CLASSES))
+
+
+@dataclass(frozen=True, slots=True)
+class _Frame:
+    """What one paint of the table shares between its lines."""
+
+    width: int
+    base: Style
+    styles: dict[str, Style]
+    columns: list[tuple[Column, int]]
 
 
 def _stale_row(stale: dict[int, list[BrowseRow]], page: int, offset: int) -> BrowseRow | None:
