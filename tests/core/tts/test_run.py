@@ -50,8 +50,14 @@ def test_run_writes_candidates_predictions_and_provenance(ws, tiny_model_dir):
         assert s.logprob is not None and np.isfinite(s.logprob)
         assert s.valid == (s.label is not None)
         assert s.valid or s.error
-    expected = {"single", "vote", "bon", "wbon", "likelihood", "dirichlet"}
-    assert expected <= set(ws.strategies(run.id))
+    # likelihood needs no readable answer; the candidate-based strategies exist exactly
+    # for clips with at least one valid candidate (the random model rarely gives one)
+    strategies = set(ws.strategies(run.id))
+    assert "likelihood" in strategies
+    valid_clips = {s.clip_id for s in samples if s.valid}
+    for name in ("single", "vote", "bon", "wbon"):
+        ids, _ = ws.prediction_arrays(run.id, name, 6)
+        assert set(ids.tolist()) == valid_clips
     ids, dists = ws.prediction_arrays(run.id, "likelihood", 6)
     assert len(ids) == 3
     np.testing.assert_allclose(dists.sum(axis=1), 1.0, atol=1e-5)
@@ -137,6 +143,6 @@ def test_sample_and_compare_cli(ws, tiny_model_dir):
     again = runner.invoke(main, args)
     assert "resumed: 0 clips sampled, 2 already done" in again.output
     table = runner.invoke(main, ["--db", str(ws.path), "compare", "--by", "none"])
-    assert table.exit_code == 0 and "wbon" in table.output
+    assert table.exit_code == 0 and "likelihood" in table.output
     bad = runner.invoke(main, ["--db", str(ws.path), "sample", "-d", "demo", "-m", "x", "--n", "0"])
     assert bad.exit_code != 0 and "n must be >= 1" in bad.output
