@@ -8,6 +8,7 @@ line and exit with status 1; set AMBISCOPE_DEBUG=1 to see the traceback instead.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -19,14 +20,27 @@ from core.export_cli import COMMANDS as EXPORT_COMMANDS
 from core.jobs_cli import enqueue, jobs, worker
 from core.synthetic_cli import align, annotate_synthetic, augment
 from db.errors import WorkspaceError
-from tui.cli import serve as serve_command
-from tui.cli import tui as tui_command
 
 DEFAULT_DB = "ambiscope.db"
 
 
+# Commands that live in the TUI layer, imported only when used: core must not depend on
+# tui at import time (layering tui -> core -> db), yet `ambiscope tui` belongs here.
+_LAZY_COMMANDS = {"tui": "tui.cli:tui", "serve": "tui.cli:serve"}
+
+
 class _Group(click.Group):
-    """Turns anticipated errors into one-line messages instead of tracebacks."""
+    """Turns anticipated errors into one-line messages instead of tracebacks, and loads
+    the TUI's commands lazily."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in _LAZY_COMMANDS and name not in self.commands:
+            module, attr = _LAZY_COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module), attr)
+        return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -435,8 +449,6 @@ def serve_model(
 
 
 for _command in (
-    tui_command,
-    serve_command,
     enqueue,
     jobs,
     worker,
