@@ -8,7 +8,7 @@ candidates, per clip, so it is broken down and bootstrapped like the other metri
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,11 +98,34 @@ def evaluate(
 
         human = reference_human_data(ws, ds, reference, human=human)
     selected = [ws.get_run(r) for r in runs] if runs else ws.runs(ds.id)
+    return evaluate_human(
+        ws, human, selected, strategies=strategies, by=by, bootstrap=bootstrap, seed=seed
+    )
+
+
+def evaluate_human(
+    ws: Workspace,
+    human: HumanData,
+    runs: Sequence[Run],
+    *,
+    strategies: Sequence[str] | None = None,
+    by: str = "ambiguity",
+    bootstrap: int = 0,
+    seed: int = 0,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[dict[str, Any]]:
+    """`evaluate` against an already loaded reference (the TUI passes its own, read-only).
+
+    Stops early, returning the rows so far, when `should_stop()` turns true.
+    """
+    ds = human.dataset
     out: list[dict[str, Any]] = []
-    for run in selected:
+    for run in runs:
         if run.dataset_id != ds.id:
             raise ValueError(f"run {run.id} belongs to another dataset than {ds.name!r}")
         for strategy in strategies or ws.strategies(run.id):
+            if should_stop is not None and should_stop():
+                return out
             data = align(ws, human, run, strategy)
             if not len(data.clip_ids):
                 continue

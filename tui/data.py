@@ -450,14 +450,13 @@ def evaluate_rows(
     votes or both pooled (core.synthetic.reference_human_data; read-only, ambiguity levels
     stay the human ones).
 
-    Mirrors core.evaluation.evaluate, but with the human reference the TUI shows (own votes
-    pooled in or not): evaluate() always uses the dataset's default reference and would
-    rebuild the cache without them. The cache is brought up to date with one short write,
+    core.evaluation.evaluate_human against the human reference the TUI shows (own votes
+    pooled in or not): evaluate() uses the dataset's default reference and would rebuild
+    the cache without them. The cache is brought up to date with one short write,
     then everything else is read-only, so a long bootstrap never holds the write lock.
     """
-    from core.evaluation import LEVEL_ORDER, align
+    from core.evaluation import evaluate_human
     from core.human import read_human
-    from core.metrics import metric_table
 
     refresh_human_cache(access, include_own)
     out: list[dict[str, Any]] = []
@@ -477,33 +476,9 @@ def evaluate_rows(
                     human=human,
                     human_kinds=human_options(ds, include_own).kinds,
                 )
-            for run in runs:
-                for strategy in ws.strategies(run.id):
-                    if should_stop is not None and should_stop():
-                        return out
-                    aligned = align(ws, human, run, strategy)
-                    if not len(aligned.clip_ids):
-                        continue
-                    has_cands = bool(aligned.n_candidates.sum())
-                    table = metric_table(
-                        aligned.human,
-                        aligned.model,
-                        aligned.groups["ambiguity"].astype(str),
-                        bootstrap=bootstrap,
-                        seed=seed,
-                        n_invalid=aligned.n_invalid if has_cands else None,
-                        n_candidates=aligned.n_candidates if has_cands else None,
-                        order=LEVEL_ORDER,
-                    )
-                    for row in table:
-                        out.append(
-                            {
-                                "dataset": ds.name,
-                                "run": run.id,
-                                "run_label": run.label,
-                                "model": run.model,
-                                "strategy": strategy,
-                                **row,
-                            }
-                        )
+            out += evaluate_human(
+                ws, human, runs, bootstrap=bootstrap, seed=seed, should_stop=should_stop
+            )
+            if should_stop is not None and should_stop():
+                return out
     return out
