@@ -57,7 +57,16 @@ from core.distributions import (
 )
 from core.human import HumanData, dataset_options, load_human
 from core.prediction_scores import clip_scores
-from core.tts.run import BACKENDS, RunProgress, RunSpec, _versions, identity_hash, open_backend
+from core.tts.run import (
+    BACKENDS,
+    EXECUTION_FIELDS,
+    ExecutionOptions,
+    RunProgress,
+    RunSpec,
+    _versions,
+    identity_hash,
+    open_backend,
+)
 from db import Clip, Dataset, Prediction, Run, RunIn, Sample, Workspace
 
 if TYPE_CHECKING:
@@ -243,7 +252,7 @@ def persona_prompt(prompt: ChatPrompt, rater: RaterPlan) -> ChatPrompt:
 
 # ---------------------------------------------------------------------------- spec
 @dataclass(frozen=True)
-class SyntheticSpec:
+class SyntheticSpec(ExecutionOptions):
     """Everything that defines a synthetic-annotation run (identity part resumes a run)."""
 
     dataset: str
@@ -258,31 +267,6 @@ class SyntheticSpec:
     max_new_tokens: int = 16
     prompt_file: str | None = None
     name: str | None = None
-    # execution options (do not change the answers, so not part of the identity)
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    revision: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 4
-    timeout: float = 120.0
-    batch_size: int | None = None
-
-    _EXECUTION = frozenset(
-        {
-            "name",
-            "device",
-            "dtype",
-            "trust_remote_code",
-            "base_url",
-            "api_key_env",
-            "concurrency",
-            "timeout",
-            "batch_size",
-            "prompt_file",
-        }
-    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -327,7 +311,8 @@ class SyntheticSpec:
 
     def identity(self, template: PromptTemplate) -> dict[str, Any]:
         """Output-affecting settings; equal identity = the same run (resume)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in self._EXECUTION}
+        execution = EXECUTION_FIELDS | {"prompt_file"}
+        data = {k: v for k, v in self.to_dict().items() if k not in execution}
         data["kind"] = "synthetic"
         data["prompt"] = template_text(template)
         return data
@@ -342,15 +327,7 @@ class SyntheticSpec:
             seed=self.seed,
             max_new_tokens=self.max_new_tokens,
             likelihood=False,
-            device=self.device,
-            dtype=self.dtype,
-            trust_remote_code=self.trust_remote_code,
-            revision=self.revision,
-            base_url=self.base_url,
-            api_key_env=self.api_key_env,
-            concurrency=self.concurrency,
-            timeout=self.timeout,
-            batch_size=self.batch_size,
+            **self.execution_options(),
         )
 
     def template(self) -> PromptTemplate:

@@ -42,8 +42,34 @@ from db import Clip, Dataset, Prediction, Run, RunIn, Sample, Workspace, codec
 BACKENDS = ("transformers", "openai")
 
 
+@dataclass(frozen=True, kw_only=True)
+class ExecutionOptions:
+    """How a model is run: device, precision, endpoint, batching.
+
+    Shared by sampling and synthetic-annotation specs. Apart from `revision` (a different
+    checkpoint), none of these change the answers, so they stay out of a run's identity.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    revision: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    concurrency: int = 4
+    timeout: float = 120.0
+    batch_size: int | None = None
+
+    def execution_options(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(ExecutionOptions)}
+
+
+# execution options that do not change the answers, plus the run's display name
+EXECUTION_FIELDS = frozenset({f.name for f in fields(ExecutionOptions)} - {"revision"} | {"name"})
+
+
 @dataclass(frozen=True)
-class RunSpec:
+class RunSpec(ExecutionOptions):
     """Everything that defines a run; the output-affecting part identifies it for resume."""
 
     dataset: str
@@ -63,30 +89,6 @@ class RunSpec:
     transcript: bool = False
     tau: float = 1.0
     name: str | None = None
-    # execution options (do not change the results, so not part of the identity)
-    device: str = "auto"
-    dtype: str = "auto"
-    trust_remote_code: bool = False
-    revision: str | None = None
-    base_url: str | None = None
-    api_key_env: str | None = None
-    concurrency: int = 4
-    timeout: float = 120.0
-    batch_size: int | None = None
-
-    _EXECUTION = frozenset(
-        {
-            "name",
-            "device",
-            "dtype",
-            "trust_remote_code",
-            "base_url",
-            "api_key_env",
-            "concurrency",
-            "timeout",
-            "batch_size",
-        }
-    )
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -121,7 +123,7 @@ class RunSpec:
 
     def identity(self, template: PromptTemplate) -> dict[str, Any]:
         """The output-affecting settings; equal identity = the same run (resume)."""
-        data = {k: v for k, v in self.to_dict().items() if k not in self._EXECUTION}
+        data = {k: v for k, v in self.to_dict().items() if k not in EXECUTION_FIELDS}
         data.pop("prompt_file")
         data["prompt"] = template_text(template)
         return data
