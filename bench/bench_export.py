@@ -28,12 +28,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.audio import write_wav
-from core.export.subset import SubsetOptions, export_subset
-from core.export.tables import TableOptions, compute_benchmark, render
-from core.human import refresh_human
-from core.tts.strategies import ALL_STRATEGIES
-from db import ClipIn, RunIn, Workspace, codec
+from ambiscope.core.audio import write_wav
+from ambiscope.core.export.subset import SubsetOptions, export_subset
+from ambiscope.core.export.tables import TableOptions, compute_benchmark, render
+from ambiscope.core.reference.human import refresh_human
+from ambiscope.core.scaling.strategies import ALL_STRATEGIES
+from ambiscope.db import ClipIn, RunIn, Workspace, codec
 
 TARGETS = {"metrics_s": 30.0, "subset_s": 10.0}
 LABELS = ("neutral", "happy", "sad", "angry", "fear", "disgust", "contempt", "surprise", "other")
@@ -121,7 +121,7 @@ def build_metrics_workspace(path: Path, n: int, runs: int, n_cands: int) -> floa
         ws.add_clips(ds.id, (ClipIn(key=f"clip{i:06d}", split="train") for i in range(n)))
         _votes(ws, ds.id, n, rng)
         refresh_human(ws, ds)  # before the runs: nothing to rescore
-        from core.human import read_human
+        from ambiscope.core.reference.human import read_human
 
         human = read_human(ws, ws.get_dataset(ds.id)).dist
         human = np.where(np.isnan(human), 1.0 / len(LABELS), human)
@@ -146,7 +146,7 @@ def build_subset_workspace(path: Path, audio: Path, n: int) -> float:
         )
         _votes(ws, ds.id, n, rng)
         refresh_human(ws, ds)
-        from core.human import read_human
+        from ambiscope.core.reference.human import read_human
 
         human = read_human(ws, ws.get_dataset(ds.id)).dist
         _run(ws, ds.id, np.where(np.isnan(human), 1.0 / len(LABELS), human), 1, 4)

@@ -27,10 +27,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.human import load_human, refresh_human
-from core.labels import CORPUS_LABEL_SETS
-from core.metrics import bootstrap_ci, metric_table
-from db import ClipIn, VoteIn, Workspace
+from ambiscope.core.labels import CORPUS_LABEL_SETS
+from ambiscope.core.metrics.functions import bootstrap_ci, metric_table
+from ambiscope.core.reference.human import load_human, refresh_human
+from ambiscope.db import ClipIn, VoteIn, Workspace
 
 
 def synthetic_votes(n_clips: int, per_clip: float, k: int, rng: np.random.Generator):

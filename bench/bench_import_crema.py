@@ -13,9 +13,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from core.datasets import crema_d, import_corpus
-from core.datasets.base import ImportOptions
-from db import Workspace
+from ambiscope.core.corpora import crema_d, import_corpus
+from ambiscope.core.corpora.base import ImportOptions
+from ambiscope.db import Workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -3,7 +3,7 @@
 Generates MSP-Podcast-shaped label files in a temporary folder (v2 layout:
 `Labels/labels_consensus.csv` and `Labels/labels_detailed.csv`, no audio) with a realistic
 label mix (neutral/happy heavy, Other-xxx free text, secondary lists that often repeat the
-major label and use words outside the label set), then times `core.datasets.import_corpus`.
+major label and use words outside the label set), then times `ambiscope.core.corpora.import_corpus`.
 Prints readable lines and one JSON line. Target: <= 30 s for 150k clips / ~1M rater rows
 on a 2-core machine.
 
@@ -27,8 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from core.datasets import import_corpus, msp_podcast  # noqa: E402
-from core.datasets.base import ImportOptions, write_corpus  # noqa: E402
+from ambiscope.core.corpora import import_corpus, msp_podcast  # noqa: E402
+from ambiscope.core.corpora.base import ImportOptions, write_corpus  # noqa: E402
 from db import Workspace  # noqa: E402
 
 CONSENSUS = {

@@ -29,10 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from core.jobs import JobContext, register_job_kind  # noqa: E402
+from ambiscope.core.jobs.queue import JobContext, register_job_kind  # noqa: E402
 
 NOOP, SLEEP = "bench-noop", "bench-sleep"
-WORKER = (sys.executable, "-m", "core.jobs_cli")
+WORKER = (sys.executable, "-m", "ambiscope.tui.cli.jobs")
 
 
 def _noop(ctx: JobContext) -> dict[str, Any]:
@@ -55,7 +55,7 @@ register_job_kind(SLEEP, _sleep, replace=True)
 
 
 def _workspace(path: Path) -> None:
-    from db import ClipIn, Workspace
+    from ambiscope.db import ClipIn, Workspace
 
     with Workspace.open(path, create=True) as ws:
         ds = ws.add_dataset("bench", "manifest", ["neutral", "happy"])
@@ -85,8 +85,8 @@ def _wait(cond: Any, timeout: float, step: float = 0.01) -> None:
 
 # --------------------------------------------------------------- 1. queue
 def bench_queue(tmp: Path, n_jobs: int = 1000) -> dict[str, Any]:
-    from core.jobs import enqueue
-    from db import Workspace
+    from ambiscope.core.jobs.queue import enqueue
+    from ambiscope.db import Workspace
 
     path = tmp / "queue.db"
     _workspace(path)
@@ -120,12 +120,12 @@ def bench_queue(tmp: Path, n_jobs: int = 1000) -> dict[str, Any]:
 
 # ----------------------------------------------------------- 2. heartbeat
 def bench_heartbeat(tmp: Path, n_clips: int = 12) -> dict[str, Any]:
-    from core.alm.tiny import build_tiny_model
-    from core.demo import DemoSpec, build_demo
-    from core.jobs import DEFAULT_LEASE_S, enqueue_resample, job_detail
-    from core.tts.run import RunSpec
-    from core.worker import Worker, WorkerConfig
-    from db import Workspace
+    from ambiscope.core.alm.tiny import build_tiny_model
+    from ambiscope.core.demo import DemoSpec, build_demo
+    from ambiscope.core.jobs.queue import DEFAULT_LEASE_S, enqueue_resample, job_detail
+    from ambiscope.core.jobs.worker import Worker, WorkerConfig
+    from ambiscope.core.scaling.run import RunSpec
+    from ambiscope.db import Workspace
 
     model = build_tiny_model(tmp / "tiny")
     path = tmp / "hb.db"
@@ -160,8 +160,8 @@ def bench_heartbeat(tmp: Path, n_clips: int = 12) -> dict[str, Any]:
 # ------------------------------------------------------------ 3. recovery
 def bench_recovery(tmp: Path, *, lease_s: float, pid_check: bool) -> float:
     """Seconds from kill -9 of the owner to another worker's claim of its job."""
-    from core.jobs import enqueue, job_events
-    from db import Workspace
+    from ambiscope.core.jobs.queue import enqueue, job_events
+    from ambiscope.db import Workspace
 
     path = tmp / f"recovery-{int(pid_check)}.db"
     _workspace(path)

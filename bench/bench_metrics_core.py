@@ -1,4 +1,4 @@
-"""Benchmark core.metrics at corpus scale: 150,000 clips x 10 labels.
+"""Benchmark ambiscope.core.metrics.functions at corpus scale: 150,000 clips x 10 labels.
 
 Targets (2 CPU cores): metric_table for 3 ambiguity groups + "all" without bootstrap <= 2 s;
 bootstrap_ci with 1000 resamples for every metric <= 20 s; peak RSS <= 2 GB.
@@ -21,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.metrics import METRICS, bootstrap_ci, compute_all, metric_table
+from ambiscope.core.metrics.functions import METRICS, bootstrap_ci, compute_all, metric_table
 
 TARGETS = {"table_s": 2.0, "bootstrap_s": 20.0, "peak_rss_mb": 2048.0}
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.alm.tiny import build_tiny_model
-from core.demo import DemoSpec, build_demo
-from core.tts.run import RunSpec, execute_run
-from db import Workspace
+from ambiscope.core.alm.tiny import build_tiny_model
+from ambiscope.core.demo import DemoSpec, build_demo
+from ambiscope.core.scaling.run import RunSpec, execute_run
+from ambiscope.db import Workspace
 
 
 def main() -> None:
@@ -41,8 +41,14 @@ def main() -> None:
         db = Path(tmp) / "demo.db"
         build_demo(db, DemoSpec(n_clips=args.clips))
         model = build_tiny_model(Path(tmp) / "tiny")
-        spec = RunSpec(dataset="demo", model=str(model), n=args.n,
-                       max_new_tokens=args.max_new_tokens, verifier="self", seed=0)
+        spec = RunSpec(
+            dataset="demo",
+            model=str(model),
+            n=args.n,
+            max_new_tokens=args.max_new_tokens,
+            verifier="self",
+            seed=0,
+        )
         with Workspace.open(db) as ws:
             t0 = time.perf_counter()
             result = execute_run(ws, spec)

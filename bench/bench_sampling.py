@@ -14,7 +14,7 @@ The time split (processor, prefill, batched decode) is printed too, because the 
 bounded by it: encode-once costs P + D and plain generate N·P + D (P = one prefill,
 D = the batched decode), so the ratio approaches N only when D << P.
 
-Defaults to the tiny random checkpoint from ``core.alm.tiny`` on CPU (weights cannot be
+Defaults to the tiny random checkpoint from ``ambiscope.core.alm.tiny`` on CPU (weights cannot be
 downloaded here); pass ``--model`` for a real checkpoint (e.g. on a GPU machine).
 
 Run: ``.venv/bin/python bench/bench_sampling.py [--model ID] [--clips 3] [--n 32]``.
@@ -37,8 +37,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.alm.base import AudioInput, ChatPrompt, GenerationParams
-from core.audio import resample
+from ambiscope.core.alm.base import AudioInput, ChatPrompt, GenerationParams
+from ambiscope.core.audio import resample
 
 TARGETS = {
     "sampling_speedup": 10.0,
@@ -64,7 +64,7 @@ def clip_audio(index: int, rate: int, seconds: float = 3.0) -> tuple[AudioInput,
     """3 s of synthetic speech at the model rate (padded/cut), or noise without eSpeak."""
     n = int(seconds * rate)
     try:
-        from core.speech import synthesize
+        from ambiscope.core.speech import synthesize
 
         pcm, sr = synthesize(SENTENCES[index % len(SENTENCES)], rate=150 + 20 * index)
         x = resample(pcm.astype(np.float32) / 32768.0, sr, rate)
@@ -158,13 +158,13 @@ def bench_clip(backend: Any, audio: AudioInput, args: argparse.Namespace) -> dic
 
 
 def load_backend(model: str | None, device: str, workdir: Path) -> tuple[Any, str]:
-    from core.alm.transformers_backend import TransformersBackend
+    from ambiscope.core.alm.transformers_backend import TransformersBackend
 
     if model is None:
-        from core.alm.tiny import build_tiny_model
+        from ambiscope.core.alm.tiny import build_tiny_model
 
         model = str(build_tiny_model(workdir / "tiny"))
-        label = "tiny (core.alm.tiny)"
+        label = "tiny (ambiscope.core.alm.tiny)"
     else:
         label = model
     return TransformersBackend(model, device=device), label

@@ -31,10 +31,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.human import refresh_human
-from core.labels import CORPUS_LABEL_SETS
-from core.metrics import bhattacharyya, js_divergence
-from db import ClipIn, Prediction, RunIn, VoteIn, Workspace
+from ambiscope.core.labels import CORPUS_LABEL_SETS
+from ambiscope.core.metrics.functions import bhattacharyya, js_divergence
+from ambiscope.core.reference.human import refresh_human
+from ambiscope.db import ClipIn, Prediction, RunIn, VoteIn, Workspace
 
 TARGETS = {
     "first_paint_s": 1.5,
@@ -95,7 +95,7 @@ def build_workspace(path: Path, n_clips: int, seed: int = 0) -> None:
         }  # clip_id -> (.., blob, .., majority, ..)
         run = ws.add_run(RunIn(ds.id, "bench/alm", "transformers", "label", 8, name="bench"))
         q = rng.dirichlet(np.full(k, 0.7), size=n_clips)
-        from db import codec
+        from ambiscope.db import codec
 
         p = codec.decode_many((human[int(c)][1] for c in clip_ids), k).astype(np.float64)
         ok = ~np.isnan(p).any(axis=1)
@@ -131,8 +131,8 @@ def build_workspace(path: Path, n_clips: int, seed: int = 0) -> None:
 async def drive(db_path: Path, results: dict[str, float]) -> None:
     """Open the app headlessly and time the interactions (see module docstring)."""
     os.environ.setdefault("AMBISCOPE_CONFIG", str(db_path.parent / "bench-settings.json"))
-    from tui.app import AmbiscopeApp
-    from tui.widgets.clip_table import ClipTable
+    from ambiscope.tui.app import AmbiscopeApp
+    from ambiscope.tui.widgets.clip_table import ClipTable
 
     started = time.perf_counter()
     app = AmbiscopeApp(db_path)

@@ -272,7 +272,7 @@ def waveform_envelope(samples: np.ndarray, n_columns: int) -> np.ndarray:
 
     This is what a terminal waveform view draws: one character cell per column spanning
     min..max, which keeps transients visible where plain decimation would drop them. Signed
-    integer input (e.g. int16 from ``core.speech.synthesize``) is scaled to [-1, 1);
+    integer input (e.g. int16 from ``ambiscope.core.speech.synthesize``) is scaled to [-1, 1);
     multi-channel input is averaged first.
     With fewer samples than columns, samples are repeated across neighbouring columns.
     """

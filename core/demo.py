@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from core.audio import resample, write_wav
-from core.human import refresh_human
-from core.speech import EMOTION_PROSODY, Prosody, synthesize
-from core.stats import dataset_stats, format_dataset
-from core.tts.run import RunSpec
-from db import ClipIn, VoteIn, Workspace
+from ambiscope.core.audio import resample, write_wav
+from ambiscope.core.reference.human import refresh_human
+from ambiscope.core.scaling.run import RunSpec
+from ambiscope.core.speech import EMOTION_PROSODY, Prosody, synthesize
+from ambiscope.core.stats import dataset_stats, format_dataset
+from ambiscope.db import ClipIn, VoteIn, Workspace
 
 DEMO_DATASET = "demo"
 DEMO_LABELS: tuple[str, ...] = ("neutral", "happy", "sad", "angry", "fear", "disgust")

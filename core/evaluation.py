@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from core.human import HumanData, load_human
-from core.metrics import HIGHER_IS_BETTER, metric_table
-from db import Dataset, Run, Workspace
+from ambiscope.core.metrics.functions import HIGHER_IS_BETTER, metric_table
+from ambiscope.core.reference.human import HumanData, load_human
+from ambiscope.db import Dataset, Run, Workspace
 
 GROUPINGS = ("ambiguity", "split", "gender", "speaker", "none")
 LEVEL_ORDER = ["low", "medium", "high"]
@@ -94,7 +94,7 @@ def evaluate(
     ds = ws.get_dataset(dataset)
     human = load_human(ws, ds)
     if reference != "human":
-        from core.synthetic import reference_human_data
+        from ambiscope.core.synthetic.raters import reference_human_data
 
         human = reference_human_data(ws, ds, reference, human=human)
     selected = [ws.get_run(r) for r in runs] if runs else ws.runs(ds.id)

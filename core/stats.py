@@ -11,8 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from core.human import HumanData, agreement_from_counts, load_human
-from db import Dataset, Workspace
+from ambiscope.core.reference.human import HumanData, agreement_from_counts, load_human
+from ambiscope.db import Dataset, Workspace
 
 
 def _rater_stats(n_votes: np.ndarray) -> dict[str, float]:

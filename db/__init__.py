@@ -1,6 +1,6 @@
 """Persistence layer: SQLite schema migrations and the Workspace class (no UI, no torch).
 
-Names are imported lazily (PEP 562) so that `from db.errors import WorkspaceError` in the
+Names are imported lazily (PEP 562) so that `from ambiscope.db.errors import WorkspaceError` in the
 CLI does not pull numpy and sqlite-utils onto the `ambiscope --help` path.
 """
 
@@ -10,22 +10,22 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 _EXPORTS = {
-    "ANNOTATOR_KINDS": "db.models",
-    "Annotator": "db.models",
-    "Clip": "db.models",
-    "ClipIn": "db.models",
-    "Dataset": "db.models",
-    "Job": "db.models",
-    "Prediction": "db.models",
-    "Run": "db.models",
-    "RunIn": "db.models",
-    "Sample": "db.models",
-    "VoteArrays": "db.models",
-    "VoteIn": "db.models",
-    "VoteRow": "db.models",
-    "Workspace": "db.workspace",
-    "WorkspaceError": "db.errors",
-    "codec": "db.codec",
+    "ANNOTATOR_KINDS": "ambiscope.db.models",
+    "Annotator": "ambiscope.db.models",
+    "Clip": "ambiscope.db.models",
+    "ClipIn": "ambiscope.db.models",
+    "Dataset": "ambiscope.db.models",
+    "Job": "ambiscope.db.models",
+    "Prediction": "ambiscope.db.models",
+    "Run": "ambiscope.db.models",
+    "RunIn": "ambiscope.db.models",
+    "Sample": "ambiscope.db.models",
+    "VoteArrays": "ambiscope.db.models",
+    "VoteIn": "ambiscope.db.models",
+    "VoteRow": "ambiscope.db.models",
+    "Workspace": "ambiscope.db.workspace",
+    "WorkspaceError": "ambiscope.db.errors",
+    "codec": "ambiscope.db.codec",
 }
 
 __all__ = [
@@ -48,9 +48,9 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from db import codec
-    from db.errors import WorkspaceError
-    from db.models import (
+    from ambiscope.db import codec
+    from ambiscope.db.errors import WorkspaceError
+    from ambiscope.db.models import (
         ANNOTATOR_KINDS,
         Annotator,
         Clip,
@@ -65,7 +65,7 @@ if TYPE_CHECKING:
         VoteIn,
         VoteRow,
     )
-    from db.workspace import Workspace
+    from ambiscope.db.workspace import Workspace
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from db import codec
+from ambiscope.db import codec
 
 ANNOTATOR_KINDS = ("human", "synthetic", "self", "actor")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")

@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import sqlite_utils
 
-from db import codec
-from db.errors import WorkspaceError
-from db.migrate import APPLICATION_ID, apply_migrations, latest_version
-from db.models import (
+from ambiscope.db import codec
+from ambiscope.db.errors import WorkspaceError
+from ambiscope.db.migrate import APPLICATION_ID, apply_migrations, latest_version
+from ambiscope.db.models import (
     ANNOTATOR_KINDS,
     Annotator,
     Clip,

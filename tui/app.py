@@ -3,7 +3,7 @@
 Screens are modes (browser, jobs, metrics) so each keeps its state while another is
 shown: the metrics table survives a trip to the jobs screen, the browser keeps its
 cursor. The app owns what the screens share: the workspace access (pooled read connections,
-tui.data), the user's settings, the audio player and the latest jobs snapshot, which a
+ambiscope.tui.data), the user's settings, the audio player and the latest jobs snapshot, which a
 thread worker refreshes every second so progress is live without blocking the UI.
 """
 
@@ -20,15 +20,15 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 from textual.worker import get_current_worker
 
-from tui import data, jobs_bridge
-from tui.keys import KEYS, KeySpec, bindings
-from tui.messages import JobsChanged, JobsPolled, TaskFailed
-from tui.playback import Player
-from tui.screens.browser import BrowserScreen
-from tui.screens.help import HelpScreen
-from tui.screens.jobs import JobsScreen
-from tui.screens.metrics import MetricsScreen
-from tui.settings import Settings, load_settings, save_settings
+from ambiscope.tui import data, jobs_bridge
+from ambiscope.tui.keys import KEYS, KeySpec, bindings
+from ambiscope.tui.messages import JobsChanged, JobsPolled, TaskFailed
+from ambiscope.tui.playback import Player
+from ambiscope.tui.screens.browser import BrowserScreen
+from ambiscope.tui.screens.help import HelpScreen
+from ambiscope.tui.screens.jobs import JobsScreen
+from ambiscope.tui.screens.metrics import MetricsScreen
+from ambiscope.tui.settings import Settings, load_settings, save_settings
 
 ACTIVE = ("queued", "running")
 GIL_SWITCH_INTERVAL_S = 0.001

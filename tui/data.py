@@ -24,11 +24,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core import browse
-from core.browse import BrowseQuery, ClipHuman, ClipPrediction
-from core.human import HumanOptions, dataset_options, ensure_human
-from db import Clip, Dataset, Run, Sample, VoteIn, VoteRow, Workspace
-from db.errors import WorkspaceError
+from ambiscope.core.browse import query as browse
+from ambiscope.core.browse.query import BrowseQuery, ClipHuman, ClipPrediction
+from ambiscope.core.reference.human import HumanOptions, dataset_options, ensure_human
+from ambiscope.db import Clip, Dataset, Run, Sample, VoteIn, VoteRow, Workspace
+from ambiscope.db.errors import WorkspaceError
 
 ENVELOPE_COLUMNS = 512
 MAX_AUDIO_SECONDS = 600.0
@@ -242,8 +242,8 @@ class Waveform:
 def load_waveform(path: Path | None, clip_id: int) -> Waveform:
     if path is None:
         return Waveform(clip_id, None, error="this clip has no audio file")
-    # imported here: core.audio pulls in scipy.signal (~0.7 s at startup otherwise)
-    from core.audio import AudioError, load_audio, waveform_envelope
+    # imported here: ambiscope.core.audio pulls in scipy.signal (~0.7 s at startup otherwise)
+    from ambiscope.core.audio import AudioError, load_audio, waveform_envelope
 
     try:
         audio = load_audio(path, max_seconds=MAX_AUDIO_SECONDS)
@@ -257,7 +257,7 @@ def load_waveform(path: Path | None, clip_id: int) -> Waveform:
 
 def export_clip_wav(source: Path | None, target: Path) -> Path:
     """Decode the clip (any format) and write it as 16-bit WAV at `target`."""
-    from core.audio import AudioError, load_audio, write_wav
+    from ambiscope.core.audio import AudioError, load_audio, write_wav
 
     if source is None:
         raise AudioError("this clip has no audio file")
@@ -447,16 +447,16 @@ def evaluate_rows(
     """Metric rows for every dataset x run x strategy x ambiguity level.
 
     `reference` is what models are compared with: the human votes, the synthetic raters'
-    votes or both pooled (core.synthetic.reference_human_data; read-only, ambiguity levels
+    votes or both pooled (ambiscope.core.synthetic.raters.reference_human_data; read-only, ambiguity levels
     stay the human ones).
 
-    core.evaluation.evaluate_human against the human reference the TUI shows (own votes
+    ambiscope.core.evaluation.evaluate_human against the human reference the TUI shows (own votes
     pooled in or not): evaluate() uses the dataset's default reference and would rebuild
     the cache without them. The cache is brought up to date with one short write,
     then everything else is read-only, so a long bootstrap never holds the write lock.
     """
-    from core.evaluation import evaluate_human
-    from core.human import read_human
+    from ambiscope.core.evaluation import evaluate_human
+    from ambiscope.core.reference.human import read_human
 
     refresh_human_cache(access, include_own)
     out: list[dict[str, Any]] = []
@@ -467,7 +467,7 @@ def evaluate_rows(
                 continue
             human = read_human(ws, ds)
             if reference != "human":
-                from core.synthetic import reference_human_data
+                from ambiscope.core.synthetic.raters import reference_human_data
 
                 human = reference_human_data(
                     ws,

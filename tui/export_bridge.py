@@ -3,7 +3,7 @@
 core/export (audiofolder, Label Studio, LaTeX tables, provenance) is being built in
 parallel; until its entry points exist this module writes the subset as CSV/JSONL of the
 browser rows and the metric tables as CSV/JSON/Markdown, so the dialog is useful today
-and switches to the richer formats by itself when `core.export` provides them.
+and switches to the richer formats by itself when `ambiscope.core.export` provides them.
 """
 
 from __future__ import annotations
@@ -14,18 +14,18 @@ import json
 from pathlib import Path
 from typing import Any
 
-from core.browse import BrowseQuery
-from tui import data
-from tui.screens.modals import ExportRequest
+from ambiscope.core.browse.query import BrowseQuery
+from ambiscope.tui import data
+from ambiscope.tui.screens.modals import ExportRequest
 
 FALLBACK_SUBSET = ("csv", "jsonl")
 FALLBACK_METRICS = ("csv", "json", "md")
 
 
 def _core_subset() -> Any | None:
-    """core.export.subset when it provides SUBSET_FORMATS and export_subset."""
+    """ambiscope.core.export.subset when it provides SUBSET_FORMATS and export_subset."""
     try:
-        module = importlib.import_module("core.export.subset")
+        module = importlib.import_module("ambiscope.core.export.subset")
     except Exception:
         return None
     if hasattr(module, "SUBSET_FORMATS") and hasattr(module, "export_subset"):

@@ -1,8 +1,8 @@
-"""The TUI's side of the job queue (core.jobs): enqueue, poll, cancel, retry, start a worker.
+"""The TUI's side of the job queue (ambiscope.core.jobs.queue): enqueue, poll, cancel, retry, start a worker.
 
 All calls are blocking (SQLite, process start-up) and are made from thread workers. The
-worker module is `core.cli` once `ambiscope worker` is registered there, else the
-stand-alone `core.jobs_cli` group with the same arguments, so the TUI works before and
+worker module is `ambiscope.tui.cli.main` once `ambiscope worker` is registered there, else the
+stand-alone `ambiscope.tui.cli.jobs` group with the same arguments, so the TUI works before and
 after that wiring lands.
 """
 
@@ -13,20 +13,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core import jobs as core_jobs
-from db import Job, Workspace
+from ambiscope.core.jobs import queue as core_jobs
+from ambiscope.db import Job, Workspace
 
 
 def worker_module() -> str:
-    """`core.cli` if it has the `worker` command, else the stand-alone jobs CLI."""
+    """`ambiscope.tui.cli.main` if it has the `worker` command, else the stand-alone jobs CLI."""
     try:
-        from core import cli
+        from ambiscope.tui.cli import main as cli
 
         if "worker" in getattr(cli.main, "commands", {}):
-            return "core.cli"
+            return "ambiscope.tui.cli.main"
     except Exception:  # an import error here must not stop the TUI
         pass
-    return "core.jobs_cli"
+    return "ambiscope.tui.cli.jobs"
 
 
 def ensure_worker(path: Path) -> int:
@@ -35,7 +35,7 @@ def ensure_worker(path: Path) -> int:
 
 def enqueue_resample(path: Path, spec: dict[str, Any], clip_ids: list[int]) -> str:
     """Queue a resample job for these clips and make sure a worker runs it; returns a message."""
-    from core.tts.run import RunSpec
+    from ambiscope.core.scaling.run import RunSpec
 
     run_spec = RunSpec.from_dict(spec)
     with Workspace.open(path) as ws:

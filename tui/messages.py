@@ -15,9 +15,9 @@ from typing import Any
 
 from textual.message import Message
 
-from core.browse import BrowseRow
-from db import Job
-from tui.data import ClipDetail, EditResult, Waveform, WorkspaceContext
+from ambiscope.core.browse.query import BrowseRow
+from ambiscope.db import Job
+from ambiscope.tui.data import ClipDetail, EditResult, Waveform, WorkspaceContext
 
 
 class ContextLoaded(Message):

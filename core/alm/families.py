@@ -10,7 +10,7 @@ backend's sampling/scoring code is family-agnostic.
 Status (transformers 5.24):
 
 * ``qwen2_audio`` is **verified**: it runs here end to end (tiny checkpoint from
-  ``core.alm.tiny``), including encode-once equivalence with plain ``generate``.
+  ``ambiscope.core.alm.tiny``), including encode-once equivalence with plain ``generate``.
 * Every other entry is **inferred** from the installed transformers source (processor
   ``__call__``/``apply_chat_template`` signatures, modeling forward passes, docstring examples)
   and the model cards; none could be run without weights. ``encode_once`` is enabled only

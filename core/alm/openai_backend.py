@@ -1,7 +1,7 @@
 """ALM backend over an OpenAI-compatible chat endpoint (DESIGN.md "ALM candidates").
 
 Serves any model behind ``POST {base_url}/chat/completions`` — vLLM ``serve``, SGLang,
-hosted APIs, or ambiscope's own :mod:`core.alm.serve_openai`. Audio travels as a base64
+hosted APIs, or ambiscope's own :mod:`ambiscope.core.alm.serve_openai`. Audio travels as a base64
 16-bit PCM WAV ``input_audio`` part next to a ``text`` part in the user message (the
 OpenAI format, which vLLM also accepts); the system prompt, when there is one, is a
 system message. Only the standard library is used (``http.client`` + a thread pool), so
@@ -80,7 +80,7 @@ from typing import Any
 
 import numpy as np
 
-from core.alm.base import (
+from ambiscope.core.alm.base import (
     AudioInput,
     BackendError,
     Candidate,
@@ -511,7 +511,7 @@ class OpenAIBackend:
         if samples.size == 0:
             raise BackendError("audio has no samples")
         if audio.sample_rate != self.sample_rate:
-            from core.audio import resample
+            from ambiscope.core.audio import resample
 
             samples = resample(samples.astype(np.float32), audio.sample_rate, self.sample_rate)
         return encode_wav_base64(samples, self.sample_rate)

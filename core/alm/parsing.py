@@ -19,7 +19,7 @@ Label rule (label mode, and the final-answer line of CoT), first step that appli
 4. otherwise invalid: "ambiguous: mentions happy and sad", "only negated labels
    mentioned: ...", or "no emotion label found ...".
 
-Words map to labels through the dataset's label set plus `core.labels.SYNONYMS` (one
+Words map to labels through the dataset's label set plus `ambiscope.core.labels.SYNONYMS` (one
 auditable vocabulary, nothing guessed); callers may pass `extra` word -> label mappings
 (e.g. {"excited": "happy"} for 4-class IEMOCAP). A word whose canonical label is outside
 the dataset's label set makes the answer invalid with an error naming it. The word
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from core.labels import SYNONYMS
+from ambiscope.core.labels import SYNONYMS
 
 PARSE_MODES: tuple[str, ...] = ("label", "distribution", "cot")
 

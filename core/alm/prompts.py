@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.alm.base import ChatPrompt
+from ambiscope.core.alm.base import ChatPrompt
 
 MODES: tuple[str, ...] = ("label", "distribution", "cot")
 VERIFIER_MODE = "verifier"

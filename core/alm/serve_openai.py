@@ -74,7 +74,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from core.alm.base import AudioInput, Backend, BackendError, Candidate, ChatPrompt, GenerationParams
+from ambiscope.core.alm.base import (
+    AudioInput,
+    Backend,
+    BackendError,
+    Candidate,
+    ChatPrompt,
+    GenerationParams,
+)
 
 __all__ = [
     "ChatRequest",

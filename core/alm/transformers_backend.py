@@ -53,7 +53,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoProcessor, GenerationConfig, LogitsProcessor
 
-from core.alm.base import (
+from ambiscope.core.alm.base import (
     AudioInput,
     BackendError,
     Candidate,
@@ -61,8 +61,8 @@ from core.alm.base import (
     GenerationParams,
     ModelLoadError,
 )
-from core.alm.families import Family, build_messages, family_for
-from core.audio import resample
+from ambiscope.core.alm.families import Family, build_messages, family_for
+from ambiscope.core.audio import resample
 
 __all__ = ["TransformersBackend"]
 

@@ -84,15 +84,15 @@ import importlib
 from typing import Any
 
 _API = {
-    "ExportError": "core.export._common",
-    "TableOptions": "core.export.tables",
-    "BenchmarkTable": "core.export.tables",
-    "compute_benchmark": "core.export.tables",
-    "render": "core.export.tables",
-    "ReportOptions": "core.export.report",
-    "build_report": "core.export.report",
-    "SubsetOptions": "core.export.subset",
-    "export_subset": "core.export.subset",
+    "ExportError": "ambiscope.core.export._common",
+    "TableOptions": "ambiscope.core.export.tables",
+    "BenchmarkTable": "ambiscope.core.export.tables",
+    "compute_benchmark": "ambiscope.core.export.tables",
+    "render": "ambiscope.core.export.tables",
+    "ReportOptions": "ambiscope.core.export.report",
+    "build_report": "ambiscope.core.export.report",
+    "SubsetOptions": "ambiscope.core.export.subset",
+    "export_subset": "ambiscope.core.export.subset",
 }
 
 __all__ = sorted(_API)
@@ -102,5 +102,5 @@ def __getattr__(name: str) -> Any:
     """Lazy names, so importing the package (or the CLI) does not pull numpy in."""
     module = _API.get(name)
     if module is None:
-        raise AttributeError(f"module 'core.export' has no attribute {name!r}")
+        raise AttributeError(f"module 'ambiscope.core.export' has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)

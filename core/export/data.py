@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from core.distributions import (
+from ambiscope.core.export._common import ExportError
+from ambiscope.core.reference.distributions import (
     AMBIGUITY_LEVELS,
     DistributionOptions,
     ambiguity_levels,
@@ -27,9 +28,15 @@ from core.distributions import (
     normalized_entropy,
     vote_counts,
 )
-from core.export._common import ExportError
-from core.human import HumanData, HumanOptions, dataset_options, ensure_human, is_fresh, read_human
-from db import Dataset, Run, Workspace
+from ambiscope.core.reference.human import (
+    HumanData,
+    HumanOptions,
+    dataset_options,
+    ensure_human,
+    is_fresh,
+    read_human,
+)
+from ambiscope.db import Dataset, Run, Workspace
 
 CLIP_COLUMNS = ("split", "gender", "speaker")
 
@@ -208,7 +215,9 @@ def load_dataset(ws: Workspace, ds: Dataset, reference: str = "human") -> Datase
         human = compute_human(ws, ds, reference_options(ds))
         source = f"votes of kind {'+'.join(reference_options(ds).kinds)}"
     if reference != "human":
-        from core.synthetic import reference_human_data  # given `human`, it only reads
+        from ambiscope.core.synthetic.raters import (
+            reference_human_data,  # given `human`, it only reads
+        )
 
         human = reference_human_data(ws, human.dataset, reference, human=human)
         source = f"{reference} votes (ambiguity levels from the human votes)"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from db import Dataset, Run, Workspace
+from ambiscope.db import Dataset, Run, Workspace
 
 PROVENANCE_FILE = "provenance.json"
 

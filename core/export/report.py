@@ -21,10 +21,16 @@ from typing import Any
 
 import numpy as np
 
-from core.export._common import ExportError, atomic_dir, check_target_dir, dumps, safe_stem
-from core.export.data import MemberData
-from core.export.provenance import PROVENANCE_FILE, ambiscope_version
-from core.export.scaling import (
+from ambiscope.core.export._common import (
+    ExportError,
+    atomic_dir,
+    check_target_dir,
+    dumps,
+    safe_stem,
+)
+from ambiscope.core.export.data import MemberData
+from ambiscope.core.export.provenance import PROVENANCE_FILE, ambiscope_version
+from ambiscope.core.export.scaling import (
     DEFAULT_MAX_CLIPS,
     DEFAULT_STRATEGIES,
     ScalingCurve,
@@ -32,7 +38,7 @@ from core.export.scaling import (
     read_scaling_input,
     scaling_curves,
 )
-from core.export.tables import (
+from ambiscope.core.export.tables import (
     LEVEL_ORDER,
     BenchmarkTable,
     TableOptions,
@@ -44,8 +50,8 @@ from core.export.tables import (
     read_metrics,
     strategy_rank,
 )
-from core.metrics import N_BINS, ece, entropy_bits
-from db import Workspace
+from ambiscope.core.metrics.functions import N_BINS, ece, entropy_bits
+from ambiscope.db import Workspace
 
 INSTALL_HINT = "the report needs matplotlib: pip install 'ambiscope[report]'"
 FIG_DIR = "figures"

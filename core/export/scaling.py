@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from core.export.data import MemberData
-from core.metrics import bhattacharyya, js_divergence
-from core.tts.strategies import CandidateSet, aggregate, subsample
-from db import Run, Workspace, codec
+from ambiscope.core.export.data import MemberData
+from ambiscope.core.metrics.functions import bhattacharyya, js_divergence
+from ambiscope.core.scaling.strategies import CandidateSet, aggregate, subsample
+from ambiscope.db import Run, Workspace, codec
 
 DEFAULT_STRATEGIES: tuple[str, ...] = ("vote", "wbon")
 SCALABLE: tuple[str, ...] = ("single", "vote", "bon", "wbon", "verifier", "wverifier", "dirichlet")

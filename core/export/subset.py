@@ -30,7 +30,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
-from core.export._common import (
+from ambiscope.core.export._common import (
     ExportError,
     NameAllocator,
     atomic_dir,
@@ -38,10 +38,10 @@ from core.export._common import (
     dumps,
     safe_suffix,
 )
-from core.export.data import load_reference, prepare_references
-from core.export.provenance import PROVENANCE_FILE, build_provenance
-from core.labels import canonical_order
-from db import Clip, Dataset, Run, Workspace, codec
+from ambiscope.core.export.data import load_reference, prepare_references
+from ambiscope.core.export.provenance import PROVENANCE_FILE, build_provenance
+from ambiscope.core.labels import canonical_order
+from ambiscope.db import Clip, Dataset, Run, Workspace, codec
 
 SUBSET_FORMATS: tuple[str, ...] = ("audiofolder", "csv", "jsonl", "label-studio")
 AUDIO_DIR = "audio"
@@ -119,7 +119,7 @@ _IN_IDS = "IN (SELECT value FROM json_each(?))"
 
 
 def _select(ws: Workspace, opts: SubsetOptions, datasets: list[Dataset]) -> list[int]:
-    from core.filters import clip_query, parse_filter
+    from ambiscope.core.browse.filters import clip_query, parse_filter
 
     flt = parse_filter(opts.where)
     ids: list[int] = []

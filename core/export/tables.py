@@ -11,7 +11,7 @@ clips with 1000 resamples a matter of seconds.
 Formats: `table` (terminal), `csv`, `json`, `md` (Markdown: best value per column in bold),
 `latex` (a booktabs table: best value per column in \\textbf). "Best" is judged within a
 dataset and group, on the displayed (rounded) values, in the metric's direction
-(core.metrics.HIGHER_IS_BETTER); `*` marks p < 0.05 against the baseline.
+(ambiscope.core.metrics.functions.HIGHER_IS_BETTER); `*` marks p < 0.05 against the baseline.
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from core.export._common import ExportError, dumps
-from core.export.bootstrap import CohortMember, check_metrics, evaluate_cohort
-from core.export.data import (
+from ambiscope.core.export._common import ExportError, dumps
+from ambiscope.core.export.data import (
     DatasetData,
     MemberData,
     check_strategies,
@@ -39,10 +38,11 @@ from core.export.data import (
     resolve_datasets,
     resolve_runs,
 )
-from core.export.provenance import build_provenance
-from core.metrics import HIGHER_IS_BETTER
-from core.tts.strategies import ALL_STRATEGIES
-from db import Dataset, Run, Workspace
+from ambiscope.core.export.provenance import build_provenance
+from ambiscope.core.metrics.bootstrap import CohortMember, check_metrics, evaluate_cohort
+from ambiscope.core.metrics.functions import HIGHER_IS_BETTER
+from ambiscope.core.scaling.strategies import ALL_STRATEGIES
+from ambiscope.db import Dataset, Run, Workspace
 
 DEFAULT_METRICS: tuple[str, ...] = ("js", "bc", "r2_pearson", "accuracy", "macro_f1")
 BY_CHOICES: tuple[str, ...] = ("ambiguity", "split", "gender", "speaker", "none")
@@ -291,7 +291,7 @@ def plan_metrics(
     options: TableOptions | None = None,
 ) -> MetricsPlan:
     """Validate the selection and refresh stale human caches (call outside a snapshot)."""
-    from core.filters import parse_filter
+    from ambiscope.core.browse.filters import parse_filter
 
     options = options or TableOptions()
     reference = parse_reference(options.reference)
@@ -309,7 +309,7 @@ def read_metrics(
     ws: Workspace, plan: MetricsPlan, *, export: str = "metrics"
 ) -> tuple[list[MemberData], dict[str, Any]]:
     """(aligned members, provenance); call inside `ws.snapshot()`."""
-    from core.filters import select_clip_ids
+    from ambiscope.core.browse.filters import select_clip_ids
 
     warnings: list[str] = []
     members: list[MemberData] = []

@@ -1,4 +1,4 @@
-"""Tests for core.audio: loading, converting and writing the clips ambiscope audits."""
+"""Tests for ambiscope.core.audio: loading, converting and writing the clips ambiscope audits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.audio import (
+from ambiscope.core.audio import (
     AudioError,
     LoadedAudio,
     audio_info,

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from core.demo import DEMO_DATASET, DemoSpec, audio_dir_for, build_demo, perceived_distribution
-from core.human import load_human
-from db import Workspace
+from ambiscope.core.demo import (
+    DEMO_DATASET,
+    DemoSpec,
+    audio_dir_for,
+    build_demo,
+    perceived_distribution,
+)
+from ambiscope.core.reference.human import load_human
+from ambiscope.db import Workspace
 
 
 @pytest.fixture(scope="module")

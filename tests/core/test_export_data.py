@@ -1,7 +1,7 @@
 """Export test support (workspaces with stored runs) and tests of the snapshot reads.
 
 Exports only read stored rows, so the workspaces here get their runs by writing samples
-and predictions directly (the same rows core.tts.run writes): candidates are drawn from a
+and predictions directly (the same rows ambiscope.core.scaling.run writes): candidates are drawn from a
 noisy copy of each clip's human distribution, some unreadable, with log-probabilities and
 verifier scores, and aggregated with the real strategies.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.demo import DemoSpec, build_demo
-from core.export._common import ExportError
-from core.export.data import (
+from ambiscope.core.demo import DemoSpec, build_demo
+from ambiscope.core.export._common import ExportError
+from ambiscope.core.export.data import (
     compute_human,
     load_dataset,
     load_members,
@@ -24,10 +24,10 @@ from core.export.data import (
     parse_reference,
     reference_options,
 )
-from core.human import load_human
-from core.prediction_scores import clip_scores
-from core.tts.strategies import CandidateSet, aggregate
-from db import Prediction, Run, RunIn, Sample, Workspace
+from ambiscope.core.reference.human import load_human
+from ambiscope.core.reference.prediction_scores import clip_scores
+from ambiscope.core.scaling.strategies import CandidateSet, aggregate
+from ambiscope.db import Prediction, Run, RunIn, Sample, Workspace
 
 FAKE_STRATEGIES = ("single", "vote", "bon", "wbon", "verifier", "wverifier")
 
@@ -159,7 +159,7 @@ def test_stale_cache_inside_snapshot_is_recomputed_not_written(demo_db: Path) ->
         load_human(ws, ds)
         ann = ws.ensure_annotators(ds.id, [("late-rater", "human")])["late-rater"]
         clip = ws.clips(ds.id)[0]
-        from db import VoteIn
+        from ambiscope.db import VoteIn
 
         ws.add_votes(ds.id, [VoteIn(clip.id, ann, "angry")])  # cache now stale
         before = ws.human_state(ds.id)
@@ -193,7 +193,7 @@ def test_members_align_runs_with_the_reference(demo_db: Path) -> None:
 
 
 def test_fast_prediction_read_matches_the_workspace_read(demo_db: Path) -> None:
-    from core.export.data import _strategy_predictions
+    from ambiscope.core.export.data import _strategy_predictions
 
     with Workspace.open(demo_db) as ws:
         ids, dists = _strategy_predictions(ws, 1, "vote", 6)

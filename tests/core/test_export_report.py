@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.export._common import ExportError
-from core.export.data import load_dataset, load_members
-from core.export.report import (
+from ambiscope.core.export._common import ExportError
+from ambiscope.core.export.data import load_dataset, load_members
+from ambiscope.core.export.report import (
     INSTALL_HINT,
     ReportOptions,
     build_report,
@@ -20,10 +20,10 @@ from core.export.report import (
     reliability_bins,
     require_matplotlib,
 )
-from core.export.scaling import read_scaling_input, scaling_curves, scaling_sizes
-from core.export.tables import TableOptions
-from core.metrics import ece, js_divergence
-from db import Workspace
+from ambiscope.core.export.scaling import read_scaling_input, scaling_curves, scaling_sizes
+from ambiscope.core.export.tables import TableOptions
+from ambiscope.core.metrics.functions import ece, js_divergence
+from ambiscope.db import Workspace
 from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
 PNG = b"\x89PNG\r\n\x1a\n"

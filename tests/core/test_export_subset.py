@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.audio import write_wav
-from core.datasets import import_corpus
-from core.datasets.base import ImportOptions
-from core.export._common import ExportError, NameAllocator, safe_stem
-from core.export.subset import SubsetOptions, export_subset, labeling_config
-from db import ClipIn, Prediction, VoteIn, Workspace
+from ambiscope.core.audio import write_wav
+from ambiscope.core.corpora import import_corpus
+from ambiscope.core.corpora.base import ImportOptions
+from ambiscope.core.export._common import ExportError, NameAllocator, safe_stem
+from ambiscope.core.export.subset import SubsetOptions, export_subset, labeling_config
+from ambiscope.db import ClipIn, Prediction, VoteIn, Workspace
 from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
 LABELS = ("neutral", "happy", "sad", "angry")
@@ -170,7 +170,7 @@ def test_failure_leaves_nothing_half_written(
             raise OSError("disk full")
         return real(src, dst)
 
-    monkeypatch.setattr("core.export.subset.shutil.copyfile", flaky)
+    monkeypatch.setattr("ambiscope.core.export.subset.shutil.copyfile", flaky)
     with Workspace.open(demo_db) as ws, pytest.raises(OSError, match="disk full"):
         export_subset(ws, tmp_path / "out", SubsetOptions(where="split:train"))
     assert not [p for p in tmp_path.iterdir() if p.name.startswith((".out", "out"))]

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.export._common import ExportError
-from core.export.bootstrap import SUPPORTED, CohortMember, evaluate_cohort
-from core.export.tables import (
+from ambiscope.core.export._common import ExportError
+from ambiscope.core.export.tables import (
     TableOptions,
     baseline_for,
     build_table,
@@ -24,8 +23,9 @@ from core.export.tables import (
     latex_escape,
     render,
 )
-from core.metrics import metric_table, paired_bootstrap
-from db import Workspace
+from ambiscope.core.metrics.bootstrap import SUPPORTED, CohortMember, evaluate_cohort
+from ambiscope.core.metrics.functions import metric_table, paired_bootstrap
+from ambiscope.db import Workspace
 from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
 LEVELS = ["low", "medium", "high"]
@@ -150,7 +150,7 @@ def test_table_rows_cover_runs_strategies_and_levels(table_and_provenance) -> No
 
 
 def test_table_matches_metric_table_on_workspace_data(demo_db: Path) -> None:  # noqa: F811
-    from core.evaluation import evaluate
+    from ambiscope.core.evaluation import evaluate
 
     with Workspace.open(demo_db) as ws:
         table, _ = compute_benchmark(
@@ -208,7 +208,7 @@ def test_bad_selection_fails_with_one_line(demo_db: Path, kwargs, message) -> No
 
 
 def test_synthetic_and_combined_references_keep_human_ambiguity(demo_db: Path) -> None:  # noqa: F811
-    from db import VoteIn
+    from ambiscope.db import VoteIn
 
     with Workspace.open(demo_db) as ws:
         with pytest.raises(ExportError, match="nothing to compare"):  # no synthetic votes yet
@@ -337,7 +337,7 @@ def test_build_table_without_baseline_has_no_p_values(demo_db: Path) -> None:  #
 
 
 def test_read_only_workspace_with_stale_votes_still_exports(demo_db: Path) -> None:  # noqa: F811
-    from db import VoteIn
+    from ambiscope.db import VoteIn
 
     with Workspace.open(demo_db) as ws:
         ds = ws.get_dataset("demo")

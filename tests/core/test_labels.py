@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from core.labels import (
+from ambiscope.core.labels import (
     CANONICAL_LABELS,
     CORPUS_LABEL_SETS,
     FOUR_CLASS,

@@ -1,4 +1,4 @@
-"""Tests for core.speech: the offline eSpeak NG clips the demo and other tests rely on."""
+"""Tests for ambiscope.core.speech: the offline eSpeak NG clips the demo and other tests rely on."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from core import speech
-from core.speech import (
+from ambiscope.core import speech
+from ambiscope.core.speech import (
     EMOTION_PROSODY,
     Prosody,
     SpeechUnavailable,

@@ -8,8 +8,8 @@ import threading
 import numpy as np
 import pytest
 
-from db import ClipIn, Prediction, RunIn, Sample, VoteIn, Workspace, WorkspaceError
-from db.migrate import APPLICATION_ID, latest_version, split_statements
+from ambiscope.db import ClipIn, Prediction, RunIn, Sample, VoteIn, Workspace, WorkspaceError
+from ambiscope.db.migrate import APPLICATION_ID, latest_version, split_statements
 
 
 @pytest.fixture

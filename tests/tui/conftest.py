@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.demo import DemoSpec, build_demo
-from core.human import read_human
-from core.prediction_scores import clip_scores
-from db import Prediction, RunIn, Sample, Workspace
+from ambiscope.core.demo import DemoSpec, build_demo
+from ambiscope.core.reference.human import read_human
+from ambiscope.core.reference.prediction_scores import clip_scores
+from ambiscope.db import Prediction, RunIn, Sample, Workspace
 
 N_CLIPS = 24
 STRATEGIES = ("vote", "wbon")

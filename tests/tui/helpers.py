@@ -8,11 +8,11 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
-from tui.app import AmbiscopeApp
-from tui.screens.browser import BrowserScreen
-from tui.settings import Settings
-from tui.widgets.clip_table import ClipTable
-from tui.widgets.detail import DetailView
+from ambiscope.tui.app import AmbiscopeApp
+from ambiscope.tui.screens.browser import BrowserScreen
+from ambiscope.tui.settings import Settings
+from ambiscope.tui.widgets.clip_table import ClipTable
+from ambiscope.tui.widgets.detail import DetailView
 
 
 def make_app(path: Path, poll: float = 0.0, **settings: object) -> AmbiscopeApp:

@@ -6,12 +6,12 @@ from pathlib import Path
 
 from textual.widgets import Input, Static
 
-from core.browse import BrowseQuery, count_rows
-from db import Workspace
+from ambiscope.core.browse.query import BrowseQuery, count_rows
+from ambiscope.db import Workspace
+from ambiscope.tui.screens.modals import BulkModal, ConfirmModal, NoteModal, PromptModal
+from ambiscope.tui.widgets.clip_table import ClipTable
+from ambiscope.tui.widgets.detail import DetailView
 from tests.tui.helpers import make_app, ready, settle, until
-from tui.screens.modals import BulkModal, ConfirmModal, NoteModal, PromptModal
-from tui.widgets.clip_table import ClipTable
-from tui.widgets.detail import DetailView
 
 
 def _count(path: Path, text: str, run: int | None = None, strategy: str | None = None) -> int:
@@ -178,7 +178,7 @@ async def test_bulk_flag_with_confirmation_and_undo(workspace: Path) -> None:
 
 
 async def test_play_without_device_shows_one_clear_message(workspace: Path, monkeypatch) -> None:
-    import tui.playback as playback
+    import ambiscope.tui.playback as playback
 
     monkeypatch.setattr(
         playback, "_import_sounddevice", lambda: (None, "PortAudio library not found")
@@ -196,7 +196,7 @@ async def test_play_without_device_shows_one_clear_message(workspace: Path, monk
 
 
 def test_real_player_check_never_raises() -> None:
-    from tui.playback import Player
+    from ambiscope.tui.playback import Player
 
     reason = Player().check()
     assert reason is None or isinstance(reason, str)
@@ -263,8 +263,8 @@ async def test_small_terminal_shows_a_message(workspace: Path) -> None:
 
 
 async def test_help_palette_and_screens(workspace: Path) -> None:
-    from tui.keys import KEYS
-    from tui.screens.help import HelpScreen
+    from ambiscope.tui.keys import KEYS
+    from ambiscope.tui.screens.help import HelpScreen
 
     app = make_app(workspace)
     async with app.run_test(size=(100, 30)) as pilot:

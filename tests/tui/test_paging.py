@@ -8,11 +8,11 @@ from pathlib import Path
 
 from textual.geometry import Region
 
-from core import browse
-from db import Workspace
+from ambiscope.core.browse import query as browse
+from ambiscope.db import Workspace
+from ambiscope.tui import data
+from ambiscope.tui.widgets.clip_table import ClipTable
 from tests.tui.helpers import make_app, ready, until
-from tui import data
-from tui.widgets.clip_table import ClipTable
 
 
 def _ordered(path: Path, query: browse.BrowseQuery) -> list[int]:

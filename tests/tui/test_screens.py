@@ -12,17 +12,17 @@ from pathlib import Path
 from click.testing import CliRunner
 from textual.widgets import DataTable, Input, Static
 
-from core import jobs as core_jobs
-from core.demo import DemoSpec, build_demo
-from core.tts.run import RunSpec
-from db import Workspace
+from ambiscope.core.demo import DemoSpec, build_demo
+from ambiscope.core.jobs import queue as core_jobs
+from ambiscope.core.scaling.run import RunSpec
+from ambiscope.db import Workspace
+from ambiscope.tui.cli.app import _standalone
+from ambiscope.tui.screens.jobs import JobsScreen
+from ambiscope.tui.screens.metrics import MetricsScreen
+from ambiscope.tui.screens.resample import ResampleModal
+from ambiscope.tui.widgets.clip_table import ClipTable
+from ambiscope.tui.widgets.detail import DetailView
 from tests.tui.helpers import make_app, ready, until
-from tui.cli import _standalone
-from tui.screens.jobs import JobsScreen
-from tui.screens.metrics import MetricsScreen
-from tui.screens.resample import ResampleModal
-from tui.widgets.clip_table import ClipTable
-from tui.widgets.detail import DetailView
 
 
 async def test_metrics_screen_computes_and_cancels(workspace: Path) -> None:

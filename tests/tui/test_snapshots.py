@@ -13,8 +13,8 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 
+from ambiscope.tui.screens.metrics import MetricsScreen
 from tests.tui.helpers import make_app, ready, until
-from tui.screens.metrics import MetricsScreen
 
 
 async def _browser_ready(pilot: Pilot) -> None:

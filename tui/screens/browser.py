@@ -1,7 +1,7 @@
 """The browser (home screen): filter bar, virtual clip table and the detail pane.
 
 Every read and write runs in a thread worker on a connection of its own for the call
-(pooled, tui.data) and reports back with a message from tui.messages; handlers only
+(pooled, ambiscope.tui.data) and reports back with a message from ambiscope.tui.messages; handlers only
 update widgets. Queries are
 numbered (`generation`): when the sort or filter changes, answers to the old query are
 dropped. Audit edits are queued and applied one at a time in order, each returning its
@@ -31,13 +31,13 @@ from textual.timer import Timer
 from textual.widgets import Footer, Input, Static
 from textual.worker import get_current_worker
 
-from core import browse
-from core.browse import SORTABLE, BrowseQuery
-from core.filters import FilterError, parse_filter
-from tui import data
-from tui.data import ClipDetail, Edit, WorkspaceContext
-from tui.keys import bindings
-from tui.messages import (
+from ambiscope.core.browse import query as browse
+from ambiscope.core.browse.filters import FilterError, parse_filter
+from ambiscope.core.browse.query import SORTABLE, BrowseQuery
+from ambiscope.tui import data
+from ambiscope.tui.data import ClipDetail, Edit, WorkspaceContext
+from ambiscope.tui.keys import bindings
+from ambiscope.tui.messages import (
     BulkCounted,
     ContextLoaded,
     CountLoaded,
@@ -53,8 +53,8 @@ from tui.messages import (
     TaskFailed,
     WaveformLoaded,
 )
-from tui.playback import NO_DEVICE_HELP
-from tui.screens.modals import (
+from ambiscope.tui.playback import NO_DEVICE_HELP
+from ambiscope.tui.screens.modals import (
     BulkModal,
     BulkRequest,
     ChoiceModal,
@@ -64,9 +64,9 @@ from tui.screens.modals import (
     NoteModal,
     PromptModal,
 )
-from tui.screens.resample import ResampleModal, ResampleRequest
-from tui.widgets.clip_table import COLUMNS, ClipTable
-from tui.widgets.detail import DetailView
+from ambiscope.tui.screens.resample import ResampleModal, ResampleRequest
+from ambiscope.tui.widgets.clip_table import COLUMNS, ClipTable
+from ambiscope.tui.widgets.detail import DetailView
 
 NUMERIC_SORTS = {"entropy", "model_entropy", "js", "flags", "ambiguity"}
 PREFERRED_STRATEGIES = ("wbon", "wverifier", "vote", "bon")
@@ -328,7 +328,7 @@ class BrowserScreen(Screen[None]):
             self.table.page_failed(message.generation, page)
 
     def set_sort(self, column: str, descending: bool | None = None) -> None:
-        """Sort by a column id (see core.browse.SORTABLE); numeric columns default to desc."""
+        """Sort by a column id (see ambiscope.core.browse.query.SORTABLE); numeric columns default to desc."""
         if column not in SORTABLE:
             return
         if descending is None:
@@ -664,7 +664,7 @@ class BrowserScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="play")
     def play_clip(self, path: Path, clip_id: int) -> None:
-        from core.audio import AudioError, load_audio
+        from ambiscope.core.audio import AudioError, load_audio
 
         player = self.app.player  # type: ignore[attr-defined]
         reason = player.check()
@@ -719,7 +719,7 @@ class BrowserScreen(Screen[None]):
 
     @work(thread=True, group="export")
     def export_wav(self, source: Path | None, target: Path) -> None:
-        from core.audio import AudioError
+        from ambiscope.core.audio import AudioError
 
         try:
             written = data.export_clip_wav(source, target)
@@ -939,7 +939,7 @@ class BrowserScreen(Screen[None]):
         run = detail.run
         defaults: dict[str, Any] = {}
         if run is not None:
-            from core.synthetic import is_synthetic_run
+            from ambiscope.core.synthetic.raters import is_synthetic_run
 
             spec = run.config.get("spec") if isinstance(run.config, dict) else None
             # a synthetic-annotator run's spec is not a sampling spec: start from its model
@@ -968,7 +968,7 @@ class BrowserScreen(Screen[None]):
 
     @work(thread=True, group="enqueue")
     def enqueue_resample(self, request: ResampleRequest, clip_id: int, query: BrowseQuery) -> None:
-        from tui import jobs_bridge
+        from ambiscope.tui import jobs_bridge
 
         try:
             if request.scope == "clip":
@@ -993,7 +993,7 @@ class BrowserScreen(Screen[None]):
         self.reload_detail()
 
     def action_export(self) -> None:
-        from tui import export_bridge
+        from ambiscope.tui import export_bridge
 
         subset, metrics = export_bridge.formats()
         self.app.push_screen(
@@ -1013,7 +1013,7 @@ class BrowserScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, group="export")
     def run_export(self, request: ExportRequest, query: BrowseQuery) -> None:
-        from tui import export_bridge
+        from ambiscope.tui import export_bridge
 
         started = time.perf_counter()
         try:

@@ -1,4 +1,4 @@
-"""The help screen (`?`): every key, grouped, generated from tui.keys.KEYS."""
+"""The help screen (`?`): every key, grouped, generated from ambiscope.tui.keys.KEYS."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
-from tui.keys import KEYS
+from ambiscope.tui.keys import KEYS
 
 FILTER_HELP = (
     "Filter language: terms joined by AND, -term negates, quote values with spaces.\n"

@@ -1,8 +1,8 @@
 """The jobs screen: live list of background jobs with progress, ETA, status and errors.
 
-The app polls the job rows every second in a thread worker (tui.app) and hands each
+The app polls the job rows every second in a thread worker (ambiscope.tui.app) and hands each
 snapshot here; this screen only draws. A running job whose lease has expired is shown as
-stale: its worker died and the next worker to look will re-queue it (core.jobs). The
+stale: its worker died and the next worker to look will re-queue it (ambiscope.core.jobs.queue). The
 highlighted job gets a progress bar and its last log lines.
 """
 
@@ -15,9 +15,9 @@ from textual.containers import Vertical
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
-from tui import jobs_bridge
-from tui.keys import bindings
-from tui.messages import TaskFailed
+from ambiscope.tui import jobs_bridge
+from ambiscope.tui.keys import bindings
+from ambiscope.tui.messages import TaskFailed
 
 STATUS_STYLE = {
     "queued": "cyan",

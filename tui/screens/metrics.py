@@ -1,7 +1,7 @@
 """The metrics screen: dataset x run x strategy x ambiguity level, with bootstrap CIs.
 
 Point estimates come first (fast), then the same table with bootstrap 95% CIs replaces
-them; both are computed in a thread worker (tui.data.evaluate_rows). Escape cancels a
+them; both are computed in a thread worker (ambiscope.tui.data.evaluate_rows). Escape cancels a
 running computation: the worker checks for cancellation between strategies and its
 late answer is dropped. A bar chart under the table compares JS by ambiguity level.
 """
@@ -20,10 +20,10 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, LoadingIndicator, Static
 from textual.worker import Worker, get_current_worker
 
-from tui import data
-from tui.keys import bindings
-from tui.messages import MetricsFailed, MetricsReady
-from tui.widgets.detail import bar
+from ambiscope.tui import data
+from ambiscope.tui.keys import bindings
+from ambiscope.tui.messages import MetricsFailed, MetricsReady
+from ambiscope.tui.widgets.detail import bar
 
 COLUMNS = (
     ("js", "JS"),
@@ -102,7 +102,7 @@ class MetricsScreen(Screen[None]):
 
     def action_cycle_reference(self) -> None:
         """human -> synthetic -> combined: what the model distributions are compared with."""
-        from core.synthetic import REFERENCES
+        from ambiscope.core.synthetic.raters import REFERENCES
 
         if self._worker is not None and not self._worker.is_finished:
             self._worker.cancel()

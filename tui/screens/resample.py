@@ -1,7 +1,7 @@
 """The re-sample dialog: describe a sampling run and which clips it covers.
 
 The TUI never loads a model: this dialog only collects a `RunSpec` and a scope; the
-browser turns it into a `resample` job (core.jobs) that a background worker process runs.
+browser turns it into a `resample` job (ambiscope.core.jobs.queue) that a background worker process runs.
 Values are validated here by constructing the RunSpec, so a typo in N or the temperature
 is reported in the dialog instead of failing later in the worker.
 """
@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.containers import Grid, Horizontal, Vertical
 from textual.widgets import Button, Input, Label, Select, Static
 
-from tui.screens.modals import Dialog
+from ambiscope.tui.screens.modals import Dialog
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class ResampleModal(Dialog):
         return str(widget.value)  # type: ignore[attr-defined]
 
     def _result(self) -> ResampleRequest | None:
-        from core.tts.run import RunSpec
+        from ambiscope.core.scaling.run import RunSpec
 
         error = self.query_one("#error", Static)
         try:

@@ -28,7 +28,7 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from core.browse import BrowseRow
+from ambiscope.core.browse.query import BrowseRow
 
 MAX_CACHED_PAGES = 40
 MAX_CACHED_STRIPS = 1000

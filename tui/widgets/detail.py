@@ -3,7 +3,7 @@
 Everything is drawn as one width-aware Rich renderable (`DetailRenderable`), so the
 aligned bars, the braille waveform and the candidate lines re-flow to the pane width when
 the terminal is resized, and the widget's height follows its content inside a scrolling
-container. The data comes from a worker (`tui.data.load_detail`); this module only draws.
+container. The data comes from a worker (`ambiscope.tui.data.load_detail`); this module only draws.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from tui.data import ClipDetail, Waveform, votes_summary
+from ambiscope.tui.data import ClipDetail, Waveform, votes_summary
 
 EIGHTHS = " ▏▎▍▌▋▊▉█"
 BRAILLE_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))

@@ -1,6 +1,6 @@
 """The OpenAI backend against a real HTTP server that answers with a real (tiny) model.
 
-`core.alm.serve_openai` wraps the transformers backend on the tiny random-weight
+`ambiscope.core.alm.serve_openai` wraps the transformers backend on the tiny random-weight
 checkpoint, so requests, retries, timeouts and parsing are exercised over real sockets and
 the numbers can be compared with calling the transformers backend directly.
 """
@@ -23,8 +23,8 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from core.alm.base import AudioInput, BackendError, GenerationParams, ModelLoadError
-from core.alm.openai_backend import (
+from ambiscope.core.alm.base import AudioInput, BackendError, GenerationParams, ModelLoadError
+from ambiscope.core.alm.openai_backend import (
     OpenAIBackend,
     _candidate,
     _choices,
@@ -32,13 +32,13 @@ from core.alm.openai_backend import (
     label_scores_from_top_logprobs,
     yes_probability,
 )
-from core.alm.prompts import (
+from ambiscope.core.alm.prompts import (
     DEFAULT_TEMPLATES,
     label_scoring_prompt,
     render,
     render_verifier,
 )
-from core.alm.serve_openai import ModelServer, make_server, start_in_thread
+from ambiscope.core.alm.serve_openai import ModelServer, make_server, start_in_thread
 
 LABELS = ["neutral", "happy", "sad", "angry"]
 PROMPT = render(DEFAULT_TEMPLATES["label"], LABELS)
@@ -59,7 +59,7 @@ AUDIO = _audio()
 
 @pytest.fixture(scope="module")
 def tb(tiny_model_dir: Path) -> Iterator[Any]:
-    from core.alm.transformers_backend import TransformersBackend
+    from ambiscope.core.alm.transformers_backend import TransformersBackend
 
     backend = TransformersBackend(str(tiny_model_dir), device="cpu")
     yield backend
@@ -353,7 +353,7 @@ def test_verify_is_nan_with_a_warning_when_neither_answer_is_listed(
 ) -> None:
     backend = OpenAIBackend("m")
     monkeypatch.setattr(backend, "_first_token", lambda wav, prompt: {"Maybe": -0.1})
-    with caplog.at_level(logging.WARNING, logger="core.alm.openai_backend"):
+    with caplog.at_level(logging.WARNING, logger="ambiscope.core.alm.openai_backend"):
         scores = backend.verify(AUDIO, [render_verifier(LABELS, "sad")])
     assert math.isnan(scores[0])
     assert "neither Yes nor No" in caplog.text
@@ -396,9 +396,9 @@ def test_choice_parsing_edge_cases() -> None:
 
 
 def test_execute_run_end_to_end_over_http(server: ModelServer, tmp_path: Path) -> None:
-    from core.demo import DemoSpec, build_demo
-    from core.tts.run import RunSpec, execute_run
-    from db import Workspace
+    from ambiscope.core.demo import DemoSpec, build_demo
+    from ambiscope.core.scaling.run import RunSpec, execute_run
+    from ambiscope.db import Workspace
 
     db_path = tmp_path / "ws.db"
     build_demo(db_path, DemoSpec(n_clips=3))

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.alm.parsing import Parsed, parse_answer
+from ambiscope.core.alm.parsing import Parsed, parse_answer
 
 LABELS = ("neutral", "happy", "sad", "angry")
 IEMOCAP = (

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.alm.base import ChatPrompt
-from core.alm.prompts import (
+from ambiscope.core.alm.base import ChatPrompt
+from ambiscope.core.alm.prompts import (
     DEFAULT_TEMPLATES,
     MODES,
     VERIFIER_TEMPLATE,

@@ -10,7 +10,7 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from core.alm.tiny import SPECIAL_TOKENS, build_tiny_model  # noqa: E402
+from ambiscope.core.alm.tiny import SPECIAL_TOKENS, build_tiny_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from core.alm import transformers_backend as tb  # noqa: E402
-from core.alm.base import (  # noqa: E402
+from ambiscope.core.alm import transformers_backend as tb  # noqa: E402
+from ambiscope.core.alm.base import (  # noqa: E402
     AudioInput,
     Backend,
     BackendError,
@@ -27,8 +27,8 @@ from core.alm.base import (  # noqa: E402
     GenerationParams,
     ModelLoadError,
 )
-from core.alm.families import GENERIC, build_messages, family_for  # noqa: E402
-from core.alm.transformers_backend import TransformersBackend  # noqa: E402
+from ambiscope.core.alm.families import GENERIC, build_messages, family_for  # noqa: E402
+from ambiscope.core.alm.transformers_backend import TransformersBackend  # noqa: E402
 
 PROMPT = ChatPrompt(
     user="Which emotion does the speaker express? Answer with one word.",

@@ -1,0 +1,247 @@
+"""Human distributions per clip, cached in the workspace and refreshed when votes change.
+
+Every vote write bumps `datasets.votes_version`; the cache records the version and the
+options it was computed with (`human_state`). `ensure_human` recomputes a whole dataset
+only when either differs, so the TUI, metrics and exports can call it freely. Tertile
+ambiguity levels are relative to the dataset, which is why the refresh is per dataset
+rather than per clip.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ambiscope.core.reference.distributions import (
+    AMBIGUITY_LEVELS,
+    DistributionOptions,
+    agreement_summary,
+    ambiguity_levels,
+    entropy_bits,
+    human_distribution,
+    majority_labels,
+    normalized_entropy,
+    vote_counts,
+)
+from ambiscope.db import Dataset, Workspace, codec
+
+
+@dataclass(frozen=True)
+class HumanOptions:
+    """What counts as the human reference distribution of a dataset.
+
+    kinds: annotator kinds pooled into the distribution; the researcher's own votes
+    (`self`) and actors' self-reports (`actor`) stay out unless asked for.
+    """
+
+    distribution: DistributionOptions = field(default_factory=DistributionOptions)
+    kinds: tuple[str, ...] = ("human",)
+    ambiguity_method: str = "tertile"
+    thresholds: tuple[float, float] = (1 / 3, 2 / 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kinds"] = list(self.kinds)
+        data["thresholds"] = list(self.thresholds)
+        prior = data["distribution"]["prior"]
+        data["distribution"]["prior"] = None if prior is None else list(prior)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> HumanOptions:
+        dist = dict(data.get("distribution") or {})
+        if dist.get("prior") is not None:
+            dist["prior"] = tuple(dist["prior"])
+        return cls(
+            distribution=DistributionOptions(**dist),
+            kinds=tuple(data.get("kinds", ("human",))),
+            ambiguity_method=data.get("ambiguity_method", "tertile"),
+            thresholds=tuple(data.get("thresholds", (1 / 3, 2 / 3))),  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class HumanData:
+    """A dataset's human reference, aligned arrays over its clips (ordered by clip id)."""
+
+    dataset: Dataset
+    clip_ids: np.ndarray
+    dist: np.ndarray  # (n, K), NaN rows for clips without votes
+    valid: np.ndarray  # bool
+    n_votes: np.ndarray
+    entropy: np.ndarray
+    norm_entropy: np.ndarray
+    ambiguity: np.ndarray  # str: low/medium/high or "" for clips without votes
+    majority: np.ndarray  # int label index, -1 without votes
+
+
+@dataclass(frozen=True)
+class HumanSummary:
+    dataset: str
+    n_clips: int
+    n_with_votes: int
+    level_counts: dict[str, int]
+    cuts: dict[str, Any]
+    agreement: dict[str, Any]
+
+
+def dataset_options(dataset: Dataset) -> HumanOptions:
+    """The dataset's stored default reference options (set at import), else the defaults."""
+    stored = dataset.options.get("human")
+    return HumanOptions.from_dict(stored) if stored else HumanOptions()
+
+
+def agreement_from_counts(counts: np.ndarray) -> dict[str, Any]:
+    """Agreement on primary votes; undefined (with a reason) for fractional weights."""
+    if counts.size and not np.allclose(counts, np.round(counts)):
+        return {
+            "fleiss_kappa": None,
+            "krippendorff_alpha": None,
+            "reason": "fractional vote weights",
+        }
+    summary = agreement_summary(np.round(counts)) if counts.size else {}
+    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
+
+
+def _raters_per_clip(clip_idx: np.ndarray, annotator_id: np.ndarray, n_clips: int) -> np.ndarray:
+    """Distinct annotators per clip (a rater with primary + secondary labels counts once)."""
+    if clip_idx.size == 0:
+        return np.zeros(n_clips, dtype=np.int64)
+    stride = int(annotator_id.max()) + 1
+    pairs = np.unique(clip_idx * stride + annotator_id)
+    return np.bincount(pairs // stride, minlength=n_clips)
+
+
+def refresh_human(
+    ws: Workspace, dataset: Dataset | str | int, options: HumanOptions | None = None
+) -> HumanSummary:
+    """Recompute and store every clip's human distribution, entropy, level and majority."""
+    ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
+    ds = ws.get_dataset(ds.id)  # fresh votes_version
+    opts = options or dataset_options(ds)
+    k = ds.k
+    clip_ids = np.array(
+        [
+            r[0]
+            for r in ws.conn.execute(
+                "SELECT id FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,)
+            )
+        ],
+        dtype=np.int64,
+    )
+    votes = ws.vote_arrays(ds.id, opts.kinds)
+    clip_idx = np.searchsorted(clip_ids, votes.clip_id)
+    counts = vote_counts(
+        clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), k, opts.distribution
+    )
+    primary = vote_counts(
+        clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), k, DistributionOptions()
+    )
+    dist, valid = human_distribution(counts, opts.distribution)
+    ent = entropy_bits(dist)
+    nent = normalized_entropy(dist)
+    levels = ambiguity_levels(
+        nent,
+        method=opts.ambiguity_method,
+        thresholds=opts.thresholds,  # type: ignore[arg-type]
+    )
+    majority, tie = majority_labels(primary)
+    raters = _raters_per_clip(clip_idx, votes.annotator_id, len(clip_ids))
+    blobs = codec.encode_many(dist)
+    names = ds.label_set
+    rows = [
+        (
+            int(clip_ids[i]),
+            blobs[i],
+            float(primary[i].sum()),
+            int(raters[i]),
+            names[majority[i]] if majority[i] >= 0 else None,
+            int(tie[i]),
+            None if not valid[i] else float(ent[i]),
+            None if not valid[i] else float(nent[i]),
+            AMBIGUITY_LEVELS[levels.codes[i]] if levels.codes[i] >= 0 else None,
+        )
+        for i in range(len(clip_ids))
+    ]
+    cuts = {"method": levels.method, "cuts": [float(c) for c in levels.cuts]}
+    agreement = agreement_from_counts(primary[valid])
+    ws.write_human_cache(
+        ds.id,
+        rows,
+        options=opts.to_dict(),
+        votes_version=ds.votes_version,
+        cuts=cuts,
+        agreement=agreement,
+    )
+    if ws.runs(ds.id):
+        from ambiscope.core.reference.prediction_scores import (
+            rescore_dataset,  # needs HumanData from here
+        )
+
+        rescore_dataset(ws, read_human(ws, ds))
+    return HumanSummary(
+        dataset=ds.name,
+        n_clips=len(clip_ids),
+        n_with_votes=int(valid.sum()),
+        level_counts=dict(zip(AMBIGUITY_LEVELS, levels.counts, strict=True)),
+        cuts=cuts,
+        agreement=agreement,
+    )
+
+
+def is_fresh(ws: Workspace, dataset: Dataset, options: HumanOptions | None = None) -> bool:
+    state = ws.human_state(dataset.id)
+    if state is None:
+        return False
+    current = ws.get_dataset(dataset.id)
+    opts = options or dataset_options(current)
+    return state["votes_version"] == current.votes_version and state["options"] == _roundtrip(
+        opts.to_dict()
+    )
+
+
+def _roundtrip(data: dict[str, Any]) -> Any:
+    return codec.loads(codec.dumps(data))
+
+
+def ensure_human(
+    ws: Workspace, dataset: Dataset | str | int, options: HumanOptions | None = None
+) -> bool:
+    """Refresh the cache if votes or options changed; returns whether it recomputed."""
+    ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
+    if is_fresh(ws, ds, options):
+        return False
+    refresh_human(ws, ds, options)
+    return True
+
+
+def load_human(
+    ws: Workspace, dataset: Dataset | str | int, options: HumanOptions | None = None
+) -> HumanData:
+    """The dataset's human reference as arrays, refreshing the cache first if stale."""
+    ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
+    ensure_human(ws, ds, options)
+    return read_human(ws, ds)
+
+
+def read_human(ws: Workspace, ds: Dataset) -> HumanData:
+    """The cached human reference as arrays, as stored (no staleness check)."""
+    rows = ws.human_rows(ds.id)
+    n = len(rows)
+    dist = codec.decode_many((r[1] for r in rows), ds.k)
+    dist /= dist.sum(axis=1, keepdims=True)  # undo float32 rounding; NaN rows stay NaN
+    label_index = {name: i for i, name in enumerate(ds.label_set)}
+    return HumanData(
+        dataset=ws.get_dataset(ds.id),
+        clip_ids=np.fromiter((r[0] for r in rows), dtype=np.int64, count=n),
+        dist=dist,
+        valid=~np.isnan(dist).any(axis=1) if n else np.zeros(0, dtype=bool),
+        n_votes=np.fromiter((r[2] for r in rows), dtype=np.float64, count=n),
+        entropy=np.array([np.nan if r[6] is None else r[6] for r in rows], dtype=np.float64),
+        norm_entropy=np.array([np.nan if r[7] is None else r[7] for r in rows], dtype=np.float64),
+        ambiguity=np.array([r[8] or "" for r in rows], dtype=object),
+        majority=np.array([label_index.get(r[4], -1) for r in rows], dtype=np.int64),
+    )

@@ -1,0 +1,229 @@
+"""The `metrics`, `report` and `export subset` commands, on a group like ambiscope.tui.cli.main.main."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from ambiscope.db import Workspace
+from ambiscope.tui.cli.export import COMMANDS, export_group, metrics_command, report_command
+from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
+
+
+@click.group()
+@click.option("--db", required=True)
+@click.pass_context
+def cli(ctx: click.Context, db: str) -> None:
+    """Stands in for ambiscope.tui.cli.main.main (which registers COMMANDS the same way)."""
+    ctx.obj = {"db": db}
+
+
+for _command in COMMANDS:
+    cli.add_command(_command)
+
+
+def invoke(db: Path, *args: str) -> click.testing.Result:
+    return CliRunner().invoke(cli, ["--db", str(db), *args])
+
+
+def test_commands_to_register() -> None:
+    assert [c.name for c in COMMANDS] == ["metrics", "report", "export"]
+    assert (metrics_command, report_command, export_group) == COMMANDS
+    assert "subset" in export_group.commands
+
+
+def test_cli_constants_match_the_library() -> None:
+    """The CLI keeps copies (to import only click); they must not drift."""
+    import ambiscope.tui.cli.export as cli_module
+    from ambiscope.core.export import subset, tables
+
+    assert cli_module.BY_CHOICES == tables.BY_CHOICES
+    assert cli_module.TABLE_FORMATS == tables.FORMATS
+    assert cli_module.SUBSET_FORMATS == subset.SUBSET_FORMATS
+    assert tuple(cli_module.DEFAULT_METRICS.split(",")) == tables.DEFAULT_METRICS
+
+
+def test_metrics_to_stdout_and_to_a_file(demo_db: Path, tmp_path: Path) -> None:  # noqa: F811
+    result = invoke(demo_db, "metrics", "--bootstrap", "50", "--format", "json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["rows"] and data["provenance"]["runs"][0]["config"]["fake"] is True
+    out = tmp_path / "tables" / "bench.tex"
+    result = invoke(
+        demo_db, "metrics", "--bootstrap", "20", "--format", "latex", "-o", str(out), "--by", "none"
+    )
+    assert result.exit_code == 0, result.output
+    assert "\\toprule" in out.read_text()
+    prov = json.loads((tmp_path / "tables" / "bench.tex.provenance.json").read_text())
+    assert prov["options"]["by"] == "none" and prov["options"]["bootstrap"] == 20
+
+
+def test_metrics_all_and_baseline_none(demo_db: Path) -> None:  # noqa: F811
+    result = invoke(
+        demo_db,
+        "metrics",
+        "--bootstrap",
+        "0",
+        "--metrics",
+        "all",
+        "--baseline",
+        "none",
+        "--format",
+        "csv",
+    )
+    assert result.exit_code == 0, result.output
+    header = result.output.splitlines()[0].split(",")
+    assert "entropy_pearson" in header and "invalid_rate_hi" in header
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["metrics", "--run", "77"], "no run with id 77"),
+        (["metrics", "--strategy", "magic"], "magic"),
+        (["metrics", "--dataset", "nope"], "no dataset 'nope'"),
+        (["metrics", "--where", "mood:calm"], "unknown filter field"),
+        (["metrics", "--metrics", "entropy_spearman"], "compare"),
+        (["export", "subset", "--where", "flag:none-set", "OUT"], "no clips match"),
+        (["export", "subset", "--where", "js>0.2", "OUT"], "needs a run and a strategy"),
+        (["export", "subset", "--run", "5", "OUT"], "no run with id 5"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_1(
+    demo_db: Path,  # noqa: F811
+    tmp_path: Path,
+    args: list[str],
+    message: str,
+) -> None:
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in args]
+    result = invoke(demo_db, *args)
+    assert result.exit_code == 1, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and message in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_subset_command(demo_db: Path, tmp_path: Path) -> None:  # noqa: F811
+    out = tmp_path / "sub"
+    result = invoke(
+        demo_db,
+        "export",
+        "subset",
+        "--where",
+        "ambiguity:high -split:train",
+        "--format",
+        "label-studio",
+        "--run",
+        "2",
+        "--strategy",
+        "wbon",
+        "--link",
+        str(out),
+    )
+    assert result.exit_code == 0, result.output
+    with Workspace.open(demo_db) as ws:
+        from ambiscope.core.browse.filters import select_clip_ids
+
+        expected = len(select_clip_ids(ws.conn, "ambiguity:high -split:train"))
+    assert f"exported {expected} of {expected} clips as label-studio" in result.output
+    tasks = json.loads((out / "tasks.json").read_text())
+    assert {p["model_version"] for t in tasks for p in t["predictions"]} == {"poor / wbon"}
+    again = invoke(demo_db, "export", "subset", str(out))
+    assert again.exit_code == 1 and "--force" in again.output
+    forced = invoke(demo_db, "export", "subset", "--format", "csv", "--force", str(out))
+    assert forced.exit_code == 0 and (out / "clips.csv").exists()
+
+
+def test_report_command(demo_db: Path, tmp_path: Path) -> None:  # noqa: F811
+    pytest.importorskip("matplotlib", reason="matplotlib is the optional `report` extra")
+    out = tmp_path / "rep"
+    result = invoke(
+        demo_db, "report", str(out), "--bootstrap", "20", "--run", "1", "--scaling-clips", "10"
+    )
+    assert result.exit_code == 0, result.output
+    assert (out / "report.md").exists() and (out / "provenance.json").exists()
+
+
+def test_report_without_matplotlib_exits_with_the_install_line(
+    demo_db: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name)
+    )
+    result = invoke(demo_db, "report", str(tmp_path / "rep"))
+    assert result.exit_code == 1
+    assert (
+        result.output.strip()
+        == "Error: the report needs matplotlib: pip install 'ambiscope[report]'"
+    )
+    assert not (tmp_path / "rep").exists()
+
+
+def test_importing_the_commands_stays_light() -> None:
+    code = (
+        "import sys; import ambiscope.tui.cli.export, ambiscope.core.export; "
+        "print(','.join(m for m in ('numpy', 'matplotlib', 'torch') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""
+
+
+# ------------------------------------------------------------------ end to end, tiny model
+def test_tiny_model_run_then_export(
+    demo_db: Path,  # noqa: F811
+    tiny_model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    """A real (random-weight) ALM samples a few clips; metrics and a subset read them back."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from ambiscope.core.scaling.run import RunSpec, execute_run
+
+    with Workspace.open(demo_db) as ws:
+        spec = RunSpec(
+            dataset="demo", model=str(tiny_model_dir), n=4, max_new_tokens=8, name="tiny"
+        )
+        run = execute_run(ws, spec, limit=4).run
+    result = invoke(
+        demo_db,
+        "metrics",
+        "--run",
+        str(run.id),
+        "--bootstrap",
+        "20",
+        "--by",
+        "none",
+        "--format",
+        "json",
+    )
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert {r["strategy"] for r in rows} >= {"single", "vote", "likelihood"}
+    assert all(0 < r["n"] <= 4 for r in rows)
+    assert next(r["n"] for r in rows if r["strategy"] == "likelihood") == 4
+    out = tmp_path / "tiny-subset"
+    result = invoke(
+        demo_db, "export", "subset", "--run", str(run.id), "--where", "failed -failed", str(out)
+    )
+    assert result.exit_code == 1  # contradictory filter: nothing selected, nothing written
+    result = invoke(
+        demo_db, "export", "subset", "--run", str(run.id), "--strategy", "likelihood", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    records = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    with_model = [r for r in records if r["predictions"]]
+    assert len(with_model) == 4
+    assert with_model[0]["predictions"][0]["run_label"] == "tiny"
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["runs"][0]["config"]["spec"]["model"] == str(tiny_model_dir)
