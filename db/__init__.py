@@ -71,6 +71,6 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
-        raise AttributeError(f"module 'db' has no attribute {name!r}")
+        raise AttributeError(f"module 'ambiscope.db' has no attribute {name!r}")
     value = importlib.import_module(module)
     return value if name == "codec" else getattr(value, name)

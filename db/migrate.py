@@ -29,7 +29,7 @@ class Migration:
 
 def load_migrations() -> list[Migration]:
     """All packaged migrations in version order; versions must be 1..N without gaps."""
-    folder = resources.files("db") / "migrations"
+    folder = resources.files("ambiscope.db") / "migrations"
     found: list[Migration] = []
     for entry in folder.iterdir():
         match = _NAME.match(entry.name)
