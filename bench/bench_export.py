@@ -18,15 +18,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import peak_rss_mb
 
 from ambiscope.core.audio import write_wav
 from ambiscope.core.export.subset import SubsetOptions, export_subset
@@ -151,11 +148,6 @@ def build_subset_workspace(path: Path, audio: Path, n: int) -> float:
         human = read_human(ws, ws.get_dataset(ds.id)).dist
         _run(ws, ds.id, np.where(np.isnan(human), 1.0 / len(LABELS), human), 1, 4)
     return time.perf_counter() - started
-
-
-def peak_rss_mb() -> float:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 def main() -> int:

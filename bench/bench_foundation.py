@@ -17,36 +17,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import peak_rss_mb, simulated_votes
 
 from ambiscope.core.labels import CORPUS_LABEL_SETS
 from ambiscope.core.metrics.functions import bootstrap_ci, metric_table
 from ambiscope.core.reference.human import load_human, refresh_human
 from ambiscope.db import ClipIn, VoteIn, Workspace
-
-
-def synthetic_votes(n_clips: int, per_clip: float, k: int, rng: np.random.Generator):
-    """Raters per clip ~ 1 + Poisson, labels from a per-clip Dirichlet (varied ambiguity)."""
-    n_raters = 1 + rng.poisson(per_clip - 1, size=n_clips)
-    clip_idx = np.repeat(np.arange(n_clips), n_raters)
-    concentration = rng.choice([0.1, 0.5, 2.0], size=n_clips)
-    probs = rng.gamma(concentration[:, None], size=(n_clips, k))
-    probs /= probs.sum(axis=1, keepdims=True)
-    cum = probs.cumsum(axis=1)[clip_idx]
-    labels = (rng.random(len(clip_idx))[:, None] > cum).sum(axis=1).clip(0, k - 1)
-    # distinct raters within a clip: offset a random start through a pool of 5000
-    start = rng.integers(0, 5000, size=n_clips)[clip_idx]
-    within = np.arange(len(clip_idx)) - np.repeat(np.cumsum(n_raters) - n_raters, n_raters)
-    raters = (start + within) % 5000
-    return clip_idx, labels, raters
 
 
 def main() -> None:
@@ -58,7 +39,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     labels = CORPUS_LABEL_SETS["msp-podcast"]
     k = len(labels)
-    clip_idx, label_idx, rater_idx = synthetic_votes(args.clips, args.votes_per_clip, k, rng)
+    clip_idx, label_idx, rater_idx = simulated_votes(args.clips, args.votes_per_clip, k, rng)
     results: dict[str, float | int] = {"clips": args.clips, "votes": len(clip_idx), "k": k}
 
     with (
@@ -109,7 +90,7 @@ def main() -> None:
     bootstrap_ci(p, q, n_resamples=args.bootstrap, seed=0)
     results["bootstrap_s"] = round(time.perf_counter() - t0, 2)
     results["bootstrap_resamples"] = args.bootstrap
-    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    results["peak_rss_mb"] = round(peak_rss_mb(), 1)
 
     targets = {
         "insert_s": 20,

@@ -19,17 +19,13 @@ import json
 import os
 import pstats
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from ambiscope.core.corpora import import_corpus, msp_podcast  # noqa: E402
-from ambiscope.core.corpora.base import ImportOptions, write_corpus  # noqa: E402
-from db import Workspace  # noqa: E402
+from ambiscope.core.corpora import import_corpus, msp_podcast
+from ambiscope.core.corpora.base import ImportOptions, write_corpus
+from ambiscope.db import Workspace
 
 CONSENSUS = {
     "N": 0.33,

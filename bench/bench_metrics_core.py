@@ -12,14 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import peak_rss_mb
 
 from ambiscope.core.metrics.functions import METRICS, bootstrap_ci, compute_all, metric_table
 
@@ -46,12 +42,6 @@ def timed(fn, *args, **kwargs) -> tuple[object, float]:
     start = time.perf_counter()
     out = fn(*args, **kwargs)
     return out, time.perf_counter() - start
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 def main() -> int:

@@ -13,12 +13,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ambiscope.core.alm.tiny import build_tiny_model
 from ambiscope.core.demo import DemoSpec, build_demo

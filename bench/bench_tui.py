@@ -21,15 +21,12 @@ import asyncio
 import json
 import multiprocessing
 import os
-import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchlib import peak_rss_mb, simulated_votes
 
 from ambiscope.core.labels import CORPUS_LABEL_SETS
 from ambiscope.core.metrics.functions import bhattacharyya, js_divergence
@@ -67,16 +64,7 @@ def build_workspace(path: Path, n_clips: int, seed: int = 0) -> None:
         )
         keys = ws.clip_ids(ds.id)
         clip_ids = np.array([keys[f"MSP-PODCAST_{i:07d}"] for i in range(n_clips)])
-        per_clip = 1 + rng.poisson(5.7, size=n_clips)
-        clip_idx = np.repeat(np.arange(n_clips), per_clip)
-        conc = rng.choice([0.1, 0.5, 2.0], size=n_clips)
-        probs = rng.gamma(conc[:, None], size=(n_clips, k))
-        probs /= probs.sum(axis=1, keepdims=True)
-        cum = probs.cumsum(axis=1)[clip_idx]
-        label_idx = (rng.random(len(clip_idx))[:, None] > cum).sum(axis=1).clip(0, k - 1)
-        start = rng.integers(0, 5000, size=n_clips)[clip_idx]
-        within = np.arange(len(clip_idx)) - np.repeat(np.cumsum(per_clip) - per_clip, per_clip)
-        rater_idx = (start + within) % 5000
+        clip_idx, label_idx, rater_idx = simulated_votes(n_clips, 6.7, k, rng)
         raters = ws.ensure_annotators(ds.id, [(f"W{r:05d}", "human") for r in range(5000)])
         rater_ids = np.array([raters[f"W{r:05d}"] for r in range(5000)])
         names = np.array(labels, dtype=object)
@@ -210,7 +198,7 @@ def main() -> None:
             results["build_s"] = round(time.perf_counter() - t0, 1)
         os.environ["AMBISCOPE_CONFIG"] = str(Path(tmp) / "settings.json")
         asyncio.run(drive(path, results))
-    results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    results["peak_rss_mb"] = round(peak_rss_mb(), 1)
     for key, value in results.items():
         limit = TARGETS.get(key)
         verdict = "" if limit is None else (" ok" if value <= limit else f" OVER {limit}")

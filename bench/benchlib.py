@@ -1,0 +1,41 @@
+"""What several bench scripts share: simulated crowd votes and the peak-RSS reading.
+
+Imported as `from benchlib import ...`: a script run as `python bench/NAME.py` has bench/
+first on sys.path. The package itself comes from the installed project (`make install`).
+"""
+
+from __future__ import annotations
+
+import resource
+import sys
+
+import numpy as np
+
+RATER_POOL = 5000
+
+
+def simulated_votes(
+    n_clips: int, votes_per_clip: float, k: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(clip index, label index, rater index) per vote, shaped like a crowd-sourced corpus.
+
+    Raters per clip ~ 1 + Poisson(votes_per_clip - 1); each clip's labels come from its
+    own Dirichlet-like draw with concentration 0.1, 0.5 or 2 (unanimous, mixed and split
+    clips all occur); raters are distinct within a clip, drawn from a pool of 5000.
+    """
+    n_raters = 1 + rng.poisson(votes_per_clip - 1, size=n_clips)
+    clip_idx = np.repeat(np.arange(n_clips), n_raters)
+    concentration = rng.choice([0.1, 0.5, 2.0], size=n_clips)
+    probs = rng.gamma(concentration[:, None], size=(n_clips, k))
+    probs /= probs.sum(axis=1, keepdims=True)
+    cum = probs.cumsum(axis=1)[clip_idx]
+    labels = (rng.random(len(clip_idx))[:, None] > cum).sum(axis=1).clip(0, k - 1)
+    start = rng.integers(0, RATER_POOL, size=n_clips)[clip_idx]
+    within = np.arange(len(clip_idx)) - np.repeat(np.cumsum(n_raters) - n_raters, n_raters)
+    return clip_idx, labels, (start + within) % RATER_POOL
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
