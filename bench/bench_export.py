@@ -29,7 +29,7 @@ from ambiscope.core.audio import write_wav
 from ambiscope.core.export.subset import SubsetOptions, export_subset
 from ambiscope.core.export.tables import TableOptions, compute_benchmark, render
 from ambiscope.core.reference.human import refresh_human
-from ambiscope.core.scaling.strategies import ALL_STRATEGIES
+from ambiscope.core.scaling.strategies import STRATEGIES
 from ambiscope.db import ClipIn, RunIn, Workspace, codec
 
 TARGETS = {"metrics_s": 30.0, "subset_s": 10.0}
@@ -78,7 +78,7 @@ def _run(ws: Workspace, ds_id: int, human: np.ndarray, seed: int, n_cands: int) 
     )
     ids = np.array(sorted(ws.clip_ids(ds_id).values()), dtype=np.int64)
     with ws.transaction():
-        for j, strategy in enumerate(ALL_STRATEGIES):
+        for j, strategy in enumerate(STRATEGIES.names()):
             quality = 0.3 + 0.07 * j
             Q = quality * human + (1 - quality) * rng.dirichlet(np.ones(k), size=n)
             blobs = codec.encode_many(Q)

@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import peak_rss_mb, simulated_votes
+from benchlib import add_simulated_votes, peak_rss_mb, simulated_votes
 
 from ambiscope.core.labels import CORPUS_LABEL_SETS
-from ambiscope.core.metrics.functions import bootstrap_ci, metric_table
+from ambiscope.core.metrics.resampling import bootstrap_ci
+from ambiscope.core.metrics.table import metric_table
 from ambiscope.core.reference.human import load_human, refresh_human
-from ambiscope.db import ClipIn, VoteIn, Workspace
+from ambiscope.db import ClipIn, Workspace
 
 
 def main() -> None:
@@ -55,18 +56,7 @@ def main() -> None:
         )
         keys = ws.clip_ids(ds.id)
         clip_ids = np.array([keys[f"MSP-PODCAST_{i:07d}.wav"] for i in range(args.clips)])
-        raters = ws.ensure_annotators(ds.id, [(f"WORKER{r:05d}", "human") for r in range(5000)])
-        rater_ids = np.array([raters[f"WORKER{r:05d}"] for r in range(5000)])
-        label_names = np.array(labels, dtype=object)
-        ws.add_votes(
-            ds.id,
-            map(
-                VoteIn,
-                clip_ids[clip_idx].tolist(),
-                rater_ids[rater_idx].tolist(),
-                label_names[label_idx].tolist(),
-            ),
-        )
+        add_simulated_votes(ws, ds.id, clip_ids, labels, (clip_idx, label_idx, rater_idx))
         results["insert_s"] = round(time.perf_counter() - t0, 2)
 
         t0 = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Benchmarks of the background job system (core/jobs.py, core/worker.py).
+"""Benchmarks of the background job system (core/jobs/: queue, worker).
 
 1. Queue overhead: 1,000 trivial jobs claimed and completed by 2 worker processes
    (target <= 10 s).
@@ -29,17 +29,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ambiscope.core.jobs.queue import JobContext, register_job_kind  # noqa: E402
+from ambiscope.core.jobs.kinds import JobContext, job_kind  # noqa: E402
 
 NOOP, SLEEP = "bench-noop", "bench-sleep"
-WORKER = (sys.executable, "-m", "ambiscope.tui.cli.jobs")
+WORKER = (sys.executable, "-m", "ambiscope.core.jobs")
 
 
+@job_kind(NOOP)
 def _noop(ctx: JobContext) -> dict[str, Any]:
     ctx.progress(1, 1)
     return {}
 
 
+@job_kind(SLEEP)
 def _sleep(ctx: JobContext) -> dict[str, Any]:
     steps = int(ctx.params.get("steps", 50))
     for i in range(steps):
@@ -48,10 +50,6 @@ def _sleep(ctx: JobContext) -> dict[str, Any]:
         time.sleep(float(ctx.params.get("step_s", 0.2)))
         ctx.progress(i + 1, steps)
     return {}
-
-
-register_job_kind(NOOP, _noop, replace=True)
-register_job_kind(SLEEP, _sleep, replace=True)
 
 
 def _workspace(path: Path) -> None:
@@ -66,7 +64,7 @@ def _spawn(path: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = open(f"{path}.{time.monotonic_ns()}.log", "wb")  # noqa: SIM115 (child keeps it)
     return subprocess.Popen(
-        [*WORKER, "--db", str(path), "worker", "--import", "bench.bench_jobs", *args],
+        [*WORKER, "--db", str(path), "--import", "bench.bench_jobs", *args],
         stdout=log,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -122,8 +120,9 @@ def bench_queue(tmp: Path, n_jobs: int = 1000) -> dict[str, Any]:
 def bench_heartbeat(tmp: Path, n_clips: int = 12) -> dict[str, Any]:
     from ambiscope.core.alm.tiny import build_tiny_model
     from ambiscope.core.demo import DemoSpec, build_demo
-    from ambiscope.core.jobs.queue import DEFAULT_LEASE_S, enqueue_resample, job_detail
+    from ambiscope.core.jobs.queue import DEFAULT_LEASE_S, job_detail
     from ambiscope.core.jobs.worker import Worker, WorkerConfig
+    from ambiscope.core.scaling.job import enqueue_resample
     from ambiscope.core.scaling.run import RunSpec
     from ambiscope.db import Workspace
 
@@ -160,8 +159,9 @@ def bench_heartbeat(tmp: Path, n_clips: int = 12) -> dict[str, Any]:
 # ------------------------------------------------------------ 3. recovery
 def bench_recovery(tmp: Path, *, lease_s: float, pid_check: bool) -> float:
     """Seconds from kill -9 of the owner to another worker's claim of its job."""
-    from ambiscope.core.jobs.queue import enqueue, job_events
+    from ambiscope.core.jobs.queue import enqueue
     from ambiscope.db import Workspace
+    from ambiscope.db.jobs import get_job, list_events
 
     path = tmp / f"recovery-{int(pid_check)}.db"
     _workspace(path)
@@ -169,14 +169,14 @@ def bench_recovery(tmp: Path, *, lease_s: float, pid_check: bool) -> float:
     with Workspace.open(path) as ws:
         job = enqueue(ws, SLEEP, {"steps": 200, "step_s": 0.1})
         first = _spawn(path, "--lease", str(lease_s), *extra)
-        _wait(lambda: ws.get_job(job.id).progress_done >= 1, 30)
+        _wait(lambda: get_job(ws, job.id).progress_done >= 1, 30)
         rescuer = _spawn(path, "--lease", str(lease_s), *extra)  # default poll: 1 s
         _wait(lambda: ws.conn.execute("SELECT count(*) FROM workers").fetchone()[0] == 2, 30)
         first.send_signal(signal.SIGKILL)
         first.wait()
         killed = time.time()
-        _wait(lambda: ws.get_job(job.id).owner not in (None, _owner_of(ws, first.pid)), 60)
-        claimed = [e.time for e in job_events(ws, job.id) if e.message.startswith("claimed")][-1]
+        _wait(lambda: get_job(ws, job.id).owner not in (None, _owner_of(ws, first.pid)), 60)
+        claimed = [e.time for e in list_events(ws, job.id) if e.message.startswith("claimed")][-1]
         rescuer.send_signal(signal.SIGTERM)
         rescuer.wait(timeout=30)
     return claimed - killed

@@ -17,7 +17,9 @@ import time
 import numpy as np
 from benchlib import peak_rss_mb
 
-from ambiscope.core.metrics.functions import METRICS, bootstrap_ci, compute_all, metric_table
+from ambiscope.core.metrics import METRICS
+from ambiscope.core.metrics.resampling import bootstrap_ci, compute_all
+from ambiscope.core.metrics.table import metric_table
 
 TARGETS = {"table_s": 2.0, "bootstrap_s": 20.0, "peak_rss_mb": 2048.0}
 

@@ -155,7 +155,7 @@ def bench_clip(backend: Any, audio: AudioInput, args: argparse.Namespace) -> dic
 
 
 def load_backend(model: str | None, device: str, workdir: Path) -> tuple[Any, str]:
-    from ambiscope.core.alm.transformers_backend import TransformersBackend
+    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
 
     if model is None:
         from ambiscope.core.alm.tiny import build_tiny_model

@@ -26,12 +26,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import peak_rss_mb, simulated_votes
+from benchlib import add_simulated_votes, peak_rss_mb, simulated_votes
 
 from ambiscope.core.labels import CORPUS_LABEL_SETS
 from ambiscope.core.metrics.functions import bhattacharyya, js_divergence
 from ambiscope.core.reference.human import refresh_human
-from ambiscope.db import ClipIn, Prediction, RunIn, VoteIn, Workspace
+from ambiscope.db import ClipIn, Prediction, RunIn, Workspace
 
 TARGETS = {
     "first_paint_s": 1.5,
@@ -64,19 +64,8 @@ def build_workspace(path: Path, n_clips: int, seed: int = 0) -> None:
         )
         keys = ws.clip_ids(ds.id)
         clip_ids = np.array([keys[f"MSP-PODCAST_{i:07d}"] for i in range(n_clips)])
-        clip_idx, label_idx, rater_idx = simulated_votes(n_clips, 6.7, k, rng)
-        raters = ws.ensure_annotators(ds.id, [(f"W{r:05d}", "human") for r in range(5000)])
-        rater_ids = np.array([raters[f"W{r:05d}"] for r in range(5000)])
-        names = np.array(labels, dtype=object)
-        ws.add_votes(
-            ds.id,
-            map(
-                VoteIn,
-                clip_ids[clip_idx].tolist(),
-                rater_ids[rater_idx].tolist(),
-                names[label_idx].tolist(),
-            ),
-        )
+        votes = simulated_votes(n_clips, 6.7, k, rng)
+        add_simulated_votes(ws, ds.id, clip_ids, labels, votes)
         refresh_human(ws, ds)
         human = {
             int(r[0]): r for r in ws.human_rows(ds.id)

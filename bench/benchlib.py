@@ -11,6 +11,8 @@ import sys
 
 import numpy as np
 
+from ambiscope.db import VoteIn, Workspace
+
 RATER_POOL = 5000
 
 
@@ -33,6 +35,29 @@ def simulated_votes(
     start = rng.integers(0, RATER_POOL, size=n_clips)[clip_idx]
     within = np.arange(len(clip_idx)) - np.repeat(np.cumsum(n_raters) - n_raters, n_raters)
     return clip_idx, labels, (start + within) % RATER_POOL
+
+
+def add_simulated_votes(
+    ws: Workspace,
+    dataset_id: int,
+    clip_ids: np.ndarray,
+    labels: tuple[str, ...],
+    votes: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Write `simulated_votes` output: raters W00000..W04999 as human annotators."""
+    clip_idx, label_idx, rater_idx = votes
+    raters = ws.ensure_annotators(dataset_id, [(f"W{r:05d}", "human") for r in range(RATER_POOL)])
+    rater_ids = np.array([raters[f"W{r:05d}"] for r in range(RATER_POOL)])
+    names = np.array(labels, dtype=object)
+    ws.add_votes(
+        dataset_id,
+        map(
+            VoteIn,
+            clip_ids[clip_idx].tolist(),
+            rater_ids[rater_idx].tolist(),
+            names[label_idx].tolist(),
+        ),
+    )
 
 
 def peak_rss_mb() -> float:

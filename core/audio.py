@@ -25,6 +25,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from ambiscope.core.text import one_line
+
 __all__ = [
     "AudioError",
     "AudioInfo",
@@ -63,11 +65,6 @@ class AudioInfo(NamedTuple):
     duration_s: float
     sample_rate: int
     channels: int
-
-
-def _one_line(exc: BaseException) -> str:
-    """libsndfile messages can span lines; a status bar needs one."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _check_rate(name: str, value: int) -> int:
@@ -119,7 +116,7 @@ def _check_readable(path: Path) -> None:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise AudioError(f"cannot access audio file {path}: {_one_line(exc)}") from exc
+        raise AudioError(f"cannot access audio file {path}: {one_line(exc)}") from exc
     if size == 0:
         raise AudioError(f"audio file is empty (0 bytes): {path}")
 
@@ -130,7 +127,7 @@ def _info(path: Path) -> sf._SoundFileInfo:
     try:
         return sf.info(str(path))
     except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as exc:
-        raise AudioError(f"cannot read audio file {path}: {_one_line(exc)}") from exc
+        raise AudioError(f"cannot read audio file {path}: {one_line(exc)}") from exc
 
 
 def audio_info(path: PathLike) -> AudioInfo:
@@ -185,7 +182,7 @@ def load_audio(
             if frames_to_read > 0 and data.shape[0] == frames_to_read:
                 truncated = len(f.read(frames=1, dtype="float32", always_2d=True)) > 0
     except (sf.SoundFileError, RuntimeError, OSError, ValueError, TypeError) as exc:
-        raise AudioError(f"cannot decode audio file {p}: {_one_line(exc)}") from exc
+        raise AudioError(f"cannot decode audio file {p}: {one_line(exc)}") from exc
 
     if data.shape[0] == 0:
         raise AudioError(f"audio file contains no samples: {p}")

@@ -10,7 +10,7 @@ The command line, the TUI's dropdowns and help text read their choices from `nam
 so a new entry appears everywhere by being registered once:
 
     BACKENDS = Registry[BackendFactory]("backend")
-    BACKENDS.add("openai", "ambiscope.core.alm.openai_backend:OpenAIBackend")
+    BACKENDS.add("openai", "ambiscope.core.alm.backends.openai:OpenAIBackend")
 
     @STRATEGIES.register("vote", needs=())
     def vote(cs): ...

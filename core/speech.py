@@ -38,6 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ambiscope.core.text import one_line
+
 __all__ = [
     "EMOTION_PROSODY",
     "RATE_MAX",
@@ -164,16 +166,11 @@ def _resolve_paths() -> tuple[str, str]:
         data_path = str(espeakng_loader.get_data_path())
     except Exception as exc:  # the loader raises a bare RuntimeError for missing data
         raise SpeechUnavailable(
-            f"eSpeak NG data could not be located ({_one_line(exc)}); reinstall it with "
+            f"eSpeak NG data could not be located ({one_line(exc)}); reinstall it with "
             "`pip install --force-reinstall espeakng-loader`"
         ) from exc
     _paths = (lib_path, data_path)
     return _paths
-
-
-def _one_line(exc: BaseException) -> str:
-    """Collapse an exception message onto one line for user-facing errors."""
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _declare(lib: ctypes.CDLL) -> None:
@@ -228,14 +225,14 @@ def _engine() -> Iterator[tuple[ctypes.CDLL, int]]:
         lib = ctypes.CDLL(lib_path, mode=ctypes.RTLD_LOCAL)
     except OSError as exc:
         raise SpeechUnavailable(
-            f"cannot load the eSpeak NG library {lib_path} ({_one_line(exc)}); {_INSTALL_HINT}"
+            f"cannot load the eSpeak NG library {lib_path} ({one_line(exc)}); {_INSTALL_HINT}"
         ) from exc
     try:
         _declare(lib)
     except AttributeError as exc:  # a library without the eSpeak API (wrong file/version)
         _unload(lib)
         raise SpeechUnavailable(
-            f"cannot load the eSpeak NG library {lib_path} ({_one_line(exc)}); {_INSTALL_HINT}"
+            f"cannot load the eSpeak NG library {lib_path} ({one_line(exc)}); {_INSTALL_HINT}"
         ) from exc
     try:
         sample_rate = lib.espeak_Initialize(

@@ -36,6 +36,12 @@ def _primary_counts(ws: Workspace, ds: Dataset, clip_ids: np.ndarray) -> np.ndar
     return counts
 
 
+def _votes(weight: float) -> int | float:
+    """A vote count: weighted votes (an anonymous crowd's "3 raters said sad") count by
+    their weight, so a corpus stored as weighted rows reports raters' votes, not rows."""
+    return int(weight) if float(weight).is_integer() else round(float(weight), 2)
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, float):
         return None if math.isnan(value) else round(value, 4)
@@ -46,13 +52,12 @@ def dataset_stats(ws: Workspace, ds: Dataset) -> dict[str, Any]:
     """Counts, rater numbers, label histograms, ambiguity and agreement for one dataset."""
     human: HumanData = load_human(ws, ds)
     state = ws.human_state(ds.id) or {}
-    kinds = dict(
-        ws.conn.execute(
-            "SELECT a.kind, count(*) FROM votes v JOIN annotators a ON a.id = v.annotator_id "
-            "JOIN clips c ON c.id = v.clip_id WHERE c.dataset_id = ? GROUP BY a.kind",
-            (ds.id,),
-        ).fetchall()
-    )
+    by_kind = ws.conn.execute(
+        "SELECT a.kind, sum(v.weight), count(*) FROM votes v "
+        "JOIN annotators a ON a.id = v.annotator_id JOIN clips c ON c.id = v.clip_id "
+        "WHERE c.dataset_id = ? GROUP BY a.kind ORDER BY a.kind",
+        (ds.id,),
+    ).fetchall()
     with_audio = ws.conn.execute(
         "SELECT count(*) FROM clips WHERE dataset_id = ? AND path IS NOT NULL", (ds.id,)
     ).fetchone()[0]
@@ -92,7 +97,9 @@ def dataset_stats(ws: Workspace, ds: Dataset) -> dict[str, Any]:
         "clips": int(human.clip_ids.size),
         "clips_with_audio": int(with_audio),
         "clips_with_votes": int(human.valid.sum()),
-        "votes_by_kind": {k: int(v) for k, v in sorted(kinds.items())},
+        "votes": _votes(sum(weight for _, weight, _ in by_kind)),
+        "votes_by_kind": {kind: _votes(weight) for kind, weight, _ in by_kind},
+        "vote_rows": sum(n for _, _, n in by_kind),
         "raters_per_clip": _rater_stats(human.n_votes),
         "vote_histogram": {lbl: float(vote_hist.get(lbl, 0.0)) for lbl in ds.label_set},
         "majority_histogram": majority,
@@ -130,8 +137,8 @@ def format_dataset(stats: dict[str, Any]) -> str:
         f"  clips: {stats['clips']} ({stats['clips_with_audio']} with audio, "
         f"{stats['clips_with_votes']} with votes)"
     )
-    kinds = ", ".join(f"{k} {v}" for k, v in stats["votes_by_kind"].items()) or "none"
-    lines.append(f"  votes: {kinds}")
+    kinds = "; ".join(f"{k} {v:,}" for k, v in stats["votes_by_kind"].items()) or "none"
+    lines.append(f"  votes: {stats['votes']:,} ({kinds}) in {stats['vote_rows']:,} vote rows")
     r = stats["raters_per_clip"]
     lines.append(f"  votes per clip: mean {r['mean']}, min {r['min']:g}, max {r['max']:g}")
     width = max(len(label) for label in stats["labels"])

@@ -1,7 +1,7 @@
 """Persistence layer: SQLite schema migrations and the Workspace class (no UI, no torch).
 
 Names are imported lazily (PEP 562) so that `from ambiscope.db.errors import WorkspaceError` in the
-CLI does not pull numpy and sqlite-utils onto the `ambiscope --help` path.
+CLI does not pull numpy onto the `ambiscope --help` path.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sqlite_utils
 
 from ambiscope.db import codec
 from ambiscope.db.errors import WorkspaceError
@@ -33,7 +32,6 @@ from ambiscope.db.models import (
     Clip,
     ClipIn,
     Dataset,
-    Job,
     Prediction,
     Run,
     RunIn,
@@ -58,7 +56,6 @@ class Workspace:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self.conn = conn
         self.path = path
-        self.db = sqlite_utils.Database(conn)
         self._tx = _TxState()
         self._dataset_cache: dict[int, Dataset] = {}
 
@@ -481,8 +478,17 @@ class Workspace:
         return [VoteRow(*r) for r in rows]
 
     def count_votes(self, dataset_id: int) -> int:
+        """Vote ROWS of the dataset (an anonymous crowd's weighted row counts once)."""
         return self.conn.execute(
             "SELECT count(*) FROM votes v JOIN clips c ON c.id = v.clip_id WHERE c.dataset_id = ?",
+            (dataset_id,),
+        ).fetchone()[0]
+
+    def vote_weight(self, dataset_id: int) -> float:
+        """Votes of the dataset counted by weight ("3 raters said sad" is 3 votes)."""
+        return self.conn.execute(
+            "SELECT total(v.weight) FROM votes v JOIN clips c ON c.id = v.clip_id "
+            "WHERE c.dataset_id = ?",
             (dataset_id,),
         ).fetchone()[0]
 
@@ -849,30 +855,6 @@ class Workspace:
         ).fetchone()
         return row[0] if row else None
 
-    # ------------------------------------------------------------------- jobs
-    def add_job(self, kind: str, params: dict[str, Any], *, total: int = 0) -> Job:
-        cur = self.conn.execute(
-            "INSERT INTO jobs (kind, params, progress_total) VALUES (?, ?, ?)",
-            (kind, codec.dumps(params), total),
-        )
-        return self.get_job(int(cur.lastrowid or 0))
-
-    def get_job(self, job_id: int) -> Job:
-        row = self.conn.execute(f"SELECT {Job.COLUMNS} FROM jobs WHERE id = ?", (job_id,))
-        found = row.fetchone()
-        if found is None:
-            raise WorkspaceError(f"no job with id {job_id}")
-        return Job.from_row(found)
-
-    def jobs(self, status: str | None = None) -> list[Job]:
-        if status is None:
-            rows = self.conn.execute(f"SELECT {Job.COLUMNS} FROM jobs ORDER BY id")
-        else:
-            rows = self.conn.execute(
-                f"SELECT {Job.COLUMNS} FROM jobs WHERE status = ? ORDER BY id", (status,)
-            )
-        return [Job.from_row(r) for r in rows]
-
     # ---------------------------------------------------------------- helpers
     def _exists(self, sql: str, *params: Any) -> bool:
         return self.conn.execute(sql, params).fetchone() is not None
@@ -882,4 +864,8 @@ class Workspace:
 
     def table_counts(self) -> dict[str, int]:
         """Row counts of every table (for `ambiscope stats` and tests)."""
-        return {t.name: t.count for t in self.db.tables}
+        tables = self._names("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {
+            name: self.conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+            for name in tables
+        }

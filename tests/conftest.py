@@ -9,7 +9,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The random-weight Qwen2-Audio checkpoint from ambiscope.core.alm.tiny, built once per session."""
+    """The random-weight Qwen2-Audio checkpoint (ambiscope.core.alm.tiny), built once."""
     from ambiscope.core.alm.tiny import build_tiny_model
 
     return build_tiny_model(tmp_path_factory.mktemp("tiny-alm") / "model")

@@ -28,7 +28,6 @@ from ambiscope.core.browse import query as browse
 from ambiscope.core.browse.query import BrowseQuery, ClipHuman, ClipPrediction
 from ambiscope.core.reference.human import HumanOptions, dataset_options, ensure_human
 from ambiscope.db import Clip, Dataset, Run, Sample, VoteIn, VoteRow, Workspace
-from ambiscope.db.errors import WorkspaceError
 
 ENVELOPE_COLUMNS = 512
 MAX_AUDIO_SECONDS = 600.0
@@ -266,6 +265,7 @@ def export_clip_wav(source: Path | None, target: Path) -> Path:
 
 
 # -------------------------------------------------------------------------------- edits
+BulkKind = Literal["bulk_flag", "bulk_tag"]
 EditKind = Literal["flag", "tag", "note", "vote", "bulk_flag", "bulk_tag"]
 
 
@@ -332,11 +332,11 @@ def apply_edit(
             new = [VoteIn(clip_id, ann, label, rank, weight) for label, rank, weight in edit.votes]
             with ws.transaction():
                 before = ws.replace_clip_votes(clip_id, ann, new)
-            previous = tuple((v.label, v.rank, v.weight) for v in before)
-            label = previous[0][0] if previous else None
+            old_votes = tuple((v.label, v.rank, v.weight) for v in before)
+            label = old_votes[0][0] if old_votes else None
             inverse = replace(
                 edit,
-                votes=previous,
+                votes=old_votes,
                 description=f"own vote back to {label}" if label else "own vote removed",
             )
             refreshed = False
@@ -366,48 +366,9 @@ def bulk_targets(
         return browse.clip_ids_matching(ws.conn, narrowed)
 
 
-def count_matching(access: WorkspaceAccess, query: BrowseQuery) -> int:
-    with access.reader() as ws:
-        return browse.count_rows(ws.conn, query)
-
-
-# ------------------------------------------------------------------------------ exports
-def export_rows_fallback(
-    access: WorkspaceAccess, query: BrowseQuery, target: Path, fmt: str
-) -> int:
-    """CSV or JSONL of the browser rows matching the filter (until core/export lands)."""
-    import csv
-    import json
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    names = list(browse.BrowseRow.__dataclass_fields__)
-    n = 0
-    with access.reader() as ws, ws.snapshot(), target.open("w", encoding="utf-8", newline="") as f:
-        ids = browse.ordered_ids(ws.conn, query)
-        writer = csv.writer(f) if fmt == "csv" else None
-        if writer is not None:
-            writer.writerow(names)
-        for start in range(0, len(ids), 1000):
-            for row in browse.fetch_rows(ws.conn, query, ids[start : start + 1000]):
-                values = [getattr(row, k) for k in names]
-                if writer is not None:
-                    writer.writerow(["" if v is None else v for v in values])
-                else:
-                    f.write(json.dumps(dict(zip(names, values, strict=True))) + "\n")
-                n += 1
-    return n
-
-
 def clip_ids_for(access: WorkspaceAccess, query: BrowseQuery) -> list[int]:
     with access.reader() as ws:
         return browse.clip_ids_matching(ws.conn, query)
-
-
-def flagged_ids(access: WorkspaceAccess, dataset_id: int | None) -> list[int]:
-    with access.reader() as ws:
-        return browse.clip_ids_matching(
-            ws.conn, BrowseQuery(dataset_id=dataset_id, filter_text="flagged")
-        )
 
 
 def votes_summary(votes: Sequence[VoteRow]) -> dict[str, list[VoteRow]]:
@@ -417,22 +378,6 @@ def votes_summary(votes: Sequence[VoteRow]) -> dict[str, list[VoteRow]]:
     for v in votes:
         grouped.setdefault(v.kind, []).append(v)
     return {k: v for k, v in grouped.items() if v}
-
-
-__all__ = [
-    "ClipDetail",
-    "Edit",
-    "EditResult",
-    "Waveform",
-    "WorkspaceAccess",
-    "WorkspaceContext",
-    "WorkspaceError",
-    "apply_edit",
-    "bulk_targets",
-    "load_context",
-    "load_detail",
-    "load_waveform",
-]
 
 
 # ------------------------------------------------------------------------------ metrics
@@ -447,11 +392,10 @@ def evaluate_rows(
     """Metric rows for every dataset x run x strategy x ambiguity level.
 
     `reference` is what models are compared with: the human votes, the synthetic raters'
-    votes or both pooled (ambiscope.core.synthetic.raters.reference_human_data; read-only, ambiguity levels
-    stay the human ones).
+    votes or both pooled (read-only; ambiguity levels stay the human ones).
 
-    ambiscope.core.evaluation.evaluate_human against the human reference the TUI shows (own votes
-    pooled in or not): evaluate() uses the dataset's default reference and would rebuild
+    ambiscope.core.evaluation.evaluate_human against the human reference the TUI shows (own
+    votes pooled in or not): evaluate() uses the dataset's default reference and would rebuild
     the cache without them. The cache is brought up to date with one short write,
     then everything else is read-only, so a long bootstrap never holds the write lock.
     """
@@ -467,9 +411,9 @@ def evaluate_rows(
                 continue
             human = read_human(ws, ds)
             if reference != "human":
-                from ambiscope.core.synthetic.raters import reference_human_data
+                from ambiscope.core.reference.pooled import load_reference
 
-                human = reference_human_data(
+                human = load_reference(
                     ws,
                     ds,
                     reference,

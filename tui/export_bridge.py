@@ -1,47 +1,42 @@
-"""Exports from the TUI: the current filter as a subset, or the metric tables.
+"""Exports from the TUI: the current filter as a clip subset, or the benchmark table.
 
-core/export (audiofolder, Label Studio, LaTeX tables, provenance) is being built in
-parallel; until its entry points exist this module writes the subset as CSV/JSONL of the
-browser rows and the metric tables as CSV/JSON/Markdown, so the dialog is useful today
-and switches to the richer formats by itself when `ambiscope.core.export` provides them.
+The TUI writes exactly what the command line writes: a subset through
+`ambiscope.core.export.subset.export_subset` (a folder with the data and its provenance,
+as `ambiscope export subset`), a table through `compute_benchmark` and `render` (plus
+`FILE.provenance.json`, as `ambiscope metrics -o FILE`). The dialog offers the formats
+registered in `ambiscope.core.export.SUBSET_FORMATS` and `TABLE_FORMATS`, so a new format
+appears here by being registered. core/export is imported when an export is asked for,
+not when the app starts.
 """
 
 from __future__ import annotations
 
-import csv
-import importlib
-import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ambiscope.core.browse.query import BrowseQuery
 from ambiscope.tui import data
-from ambiscope.tui.screens.modals import ExportRequest
-
-FALLBACK_SUBSET = ("csv", "jsonl")
-FALLBACK_METRICS = ("csv", "json", "md")
 
 
-def _core_subset() -> Any | None:
-    """ambiscope.core.export.subset when it provides SUBSET_FORMATS and export_subset."""
-    try:
-        module = importlib.import_module("ambiscope.core.export.subset")
-    except Exception:
-        return None
-    if hasattr(module, "SUBSET_FORMATS") and hasattr(module, "export_subset"):
-        return module
-    return None
+@dataclass(frozen=True)
+class ExportRequest:
+    """What the export dialog asks for."""
+
+    what: str  # "subset" | "metrics"
+    fmt: str
+    path: str
 
 
-def formats() -> tuple[list[str], list[str]]:
-    module = _core_subset()
-    subset = list(module.SUBSET_FORMATS) if module is not None else list(FALLBACK_SUBSET)
-    return subset, list(FALLBACK_METRICS)
+def subset_formats() -> list[str]:
+    from ambiscope.core.export import SUBSET_FORMATS
+
+    return list(SUBSET_FORMATS.names())
 
 
-def subset_is_directory() -> bool:
-    """core/export writes a folder (data + provenance); the fallback writes one file."""
-    return _core_subset() is not None
+def table_formats() -> list[str]:
+    from ambiscope.core.export import TABLE_FORMATS
+
+    return list(TABLE_FORMATS.names())
 
 
 def export(
@@ -49,56 +44,48 @@ def export(
     request: ExportRequest,
     query: BrowseQuery,
     include_own: bool = False,
+    bootstrap: int = 200,
 ) -> tuple[Path, int]:
-    """Write the export; returns (path, number of clips or metric rows)."""
+    """Write the export; returns (path, number of clips or table rows).
+
+    core/export brings the human caches to the dataset's default reference first; the
+    TUI's own-votes setting is restored afterwards, so the browser's human columns stay
+    what the researcher chose.
+    """
     target = Path(request.path).expanduser()
-    module = _core_subset()
-    if request.what == "subset":
-        if module is not None:
-            opts = module.SubsetOptions(
-                where=query.filter_text,
-                format=request.fmt,
-                runs=(query.run_id,) if query.run_id is not None else (),
-                strategies=(query.strategy,) if query.strategy else (),
-            )
-            with access.writer() as ws:  # it may refresh the human cache first
-                result = module.export_subset(ws, target, opts)
-            return Path(result.out), int(result.exported)
-        return target, data.export_rows_fallback(access, query, target, request.fmt)
-    rows = data.evaluate_rows(access, include_own)
-    write_metric_table(rows, target, request.fmt)
-    return target, len(rows)
+    try:
+        if request.what == "subset":
+            return _export_subset(access, request.fmt, query, target)
+        return _export_table(access, request.fmt, bootstrap, target)
+    finally:
+        data.refresh_human_cache(access, include_own)
 
 
-def write_metric_table(rows: list[dict[str, Any]], target: Path, fmt: str) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    if fmt == "json":
-        target.write_text(json.dumps(rows, indent=2, default=_plain) + "\n", encoding="utf-8")
-    elif fmt == "csv":
-        with target.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            for r in rows:
-                writer.writerow({k: _plain(r.get(k)) for k in keys})
-    elif fmt == "md":
-        lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-        lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in rows]
-        target.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    else:
-        raise ValueError(f"unknown metric table format {fmt!r}")
+def _export_subset(
+    access: data.WorkspaceAccess, fmt: str, query: BrowseQuery, target: Path
+) -> tuple[Path, int]:
+    from ambiscope.core.export.subset import SubsetOptions, export_subset
+
+    options = SubsetOptions(
+        where=query.filter_text,
+        format=fmt,
+        runs=(query.run_id,) if query.run_id is not None else (),
+        strategies=(query.strategy,) if query.strategy else (),
+    )
+    with access.writer() as ws:
+        result = export_subset(ws, target, options)
+    return Path(result.out), int(result.exported)
 
 
-def _plain(value: Any) -> Any:
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and value != value:
-        return None
-    return value
+def _export_table(
+    access: data.WorkspaceAccess, fmt: str, bootstrap: int, target: Path
+) -> tuple[Path, int]:
+    from ambiscope.core.export._common import atomic_write_text, dumps
+    from ambiscope.core.export.tables import TableOptions, compute_benchmark, render
 
-
-def _cell(value: Any) -> str:
-    value = _plain(value)
-    if isinstance(value, float):
-        return f"{value:.4f}"
-    return "" if value is None else str(value)
+    with access.writer() as ws:
+        table, provenance = compute_benchmark(ws, options=TableOptions(bootstrap=bootstrap))
+    atomic_write_text(target, render(table, fmt, provenance))
+    provenance_file = target.with_name(target.name + ".provenance.json")
+    atomic_write_text(provenance_file, dumps(provenance) + "\n")
+    return target, len(table.rows)

@@ -1,9 +1,8 @@
-"""The TUI's side of the job queue (ambiscope.core.jobs.queue): enqueue, poll, cancel, retry, start a worker.
+"""The TUI's side of the job queue: enqueue, poll, cancel, retry, start a worker.
 
 All calls are blocking (SQLite, process start-up) and are made from thread workers. The
-worker module is `ambiscope.tui.cli.main` once `ambiscope worker` is registered there, else the
-stand-alone `ambiscope.tui.cli.jobs` group with the same arguments, so the TUI works before and
-after that wiring lands.
+worker is the library's own detached process (ambiscope.core.jobs.spawn), the same one
+`ambiscope enqueue --start-worker` starts.
 """
 
 from __future__ import annotations
@@ -13,33 +12,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ambiscope.core.jobs import queue as core_jobs
+from ambiscope.core.jobs import queue
+from ambiscope.core.jobs.kinds import describe_job
+from ambiscope.core.jobs.liveness import live_workers, now
+from ambiscope.core.jobs.spawn import ensure_worker
 from ambiscope.db import Job, Workspace
-
-
-def worker_module() -> str:
-    """`ambiscope.tui.cli.main` if it has the `worker` command, else the stand-alone jobs CLI."""
-    try:
-        from ambiscope.tui.cli import main as cli
-
-        if "worker" in getattr(cli.main, "commands", {}):
-            return "ambiscope.tui.cli.main"
-    except Exception:  # an import error here must not stop the TUI
-        pass
-    return "ambiscope.tui.cli.jobs"
-
-
-def ensure_worker(path: Path) -> int:
-    return core_jobs.ensure_worker(path, module=worker_module())
+from ambiscope.db import jobs as rows
 
 
 def enqueue_resample(path: Path, spec: dict[str, Any], clip_ids: list[int]) -> str:
     """Queue a resample job for these clips and make sure a worker runs it; returns a message."""
+    from ambiscope.core.scaling.job import enqueue_resample as queue_resample
     from ambiscope.core.scaling.run import RunSpec
 
-    run_spec = RunSpec.from_dict(spec)
     with Workspace.open(path) as ws:
-        job = core_jobs.enqueue_resample(ws, run_spec, clip_ids=clip_ids)
+        job = queue_resample(ws, RunSpec.from_dict(spec), clip_ids=clip_ids)
     try:
         pid = ensure_worker(path)
     except Exception as exc:  # queued all the same; the jobs screen offers `w` to retry
@@ -73,13 +60,13 @@ def poll(path: Path, limit: int = 200) -> JobsSnapshot:
 
 def poll_workspace(ws: Workspace, limit: int = 200) -> JobsSnapshot:
     """`poll` on an open workspace (the app polls every second on a pooled connection)."""
-    t = core_jobs.now()
-    jobs = core_jobs.list_jobs(ws, limit=limit)
+    t = now()
+    jobs = rows.list_jobs(ws, limit=limit)
     try:
-        live = core_jobs.live_workers(ws)
+        live = live_workers(ws)
     except Exception:  # the workers table may be missing in an old workspace
         live = []
-    rows = []
+    found = []
     for job in jobs:
         stale = job.status == "running" and (job.lease_expires or 0) < t
         eta = None
@@ -88,26 +75,26 @@ def poll_workspace(ws: Workspace, limit: int = 200) -> JobsSnapshot:
             rate = job.progress_done / elapsed if elapsed > 0 else 0.0
             if rate > 0:
                 eta = (job.progress_total - job.progress_done) / rate
-        rows.append(JobRow(job, core_jobs.describe_job(job), stale, eta))
+        found.append(JobRow(job, describe_job(job), stale, eta))
     workers = [
         f"pid {w.pid} on {w.host}{' · ' + w.device if w.device else ''} · "
         f"{'job ' + str(w.current_job) if w.current_job else 'idle'} · {w.jobs_done} done"
         for w in live
     ]
-    return JobsSnapshot(rows, workers, t)
+    return JobsSnapshot(found, workers, t)
 
 
 def events(path: Path, job_id: int, limit: int = 30) -> list[str]:
     with Workspace.open(path, readonly=True) as ws:
         return [
             f"{time.strftime('%H:%M:%S', time.localtime(e.time))} {e.level:<7} {e.message}"
-            for e in core_jobs.job_events(ws, job_id, limit=limit)
+            for e in rows.list_events(ws, job_id, limit=limit)
         ]
 
 
 def cancel(path: Path, job_id: int) -> str:
     with Workspace.open(path) as ws:
-        job = core_jobs.cancel_job(ws, job_id)
+        job = queue.cancel_job(ws, job_id)
     if job.status == "cancelled":
         return f"job {job_id} cancelled"
     return f"job {job_id}: cancel requested (stops after the current clip)"
@@ -115,7 +102,7 @@ def cancel(path: Path, job_id: int) -> str:
 
 def retry(path: Path, job_id: int) -> str:
     with Workspace.open(path) as ws:
-        core_jobs.retry_job(ws, job_id)
+        queue.retry_job(ws, job_id)
     try:
         pid = ensure_worker(path)
     except Exception as exc:

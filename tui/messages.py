@@ -9,7 +9,6 @@ superseded request is recognised and dropped.
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,14 @@ from textual.message import Message
 
 from ambiscope.core.browse.query import BrowseRow
 from ambiscope.db import Job
-from ambiscope.tui.data import ClipDetail, EditResult, Waveform, WorkspaceContext
+from ambiscope.tui.data import BulkKind, ClipDetail, EditResult, Waveform, WorkspaceContext
+from ambiscope.tui.jobs_bridge import JobsSnapshot
 
 
 class ContextLoaded(Message):
     def __init__(self, context: WorkspaceContext) -> None:
         super().__init__()
         self.context = context
-
-
-class CountLoaded(Message):
-    def __init__(self, generation: int, count: int) -> None:
-        super().__init__()
-        self.generation = generation
-        self.count = count
 
 
 class IdsLoaded(Message):
@@ -92,7 +85,7 @@ class EditFailed(Message):
 class BulkCounted(Message):
     """How many clips a bulk flag/tag would change (for the confirmation modal)."""
 
-    def __init__(self, kind: str, name: str, on: bool, clip_ids: list[int]) -> None:
+    def __init__(self, kind: BulkKind, name: str, on: bool, clip_ids: list[int]) -> None:
         super().__init__()
         self.kind = kind
         self.name = name
@@ -101,10 +94,11 @@ class BulkCounted(Message):
 
 
 class JobsPolled(Message):
-    def __init__(self, jobs: list[Job], now: float, error: str | None = None) -> None:
+    """The app's job poll: the jobs snapshot, or why the jobs table could not be read."""
+
+    def __init__(self, snapshot: JobsSnapshot | None, error: str | None = None) -> None:
         super().__init__()
-        self.jobs = jobs
-        self.now = now
+        self.snapshot = snapshot
         self.error = error
 
 
@@ -145,15 +139,3 @@ class TaskFailed(Message):
         super().__init__()
         self.what = what
         self.message = message
-
-
-@dataclass(frozen=True)
-class PlaybackState:
-    clip_id: int | None
-    playing: bool
-
-
-class PlaybackChanged(Message):
-    def __init__(self, state: PlaybackState) -> None:
-        super().__init__()
-        self.state = state

@@ -3,7 +3,7 @@
 A backend turns (audio, prompt) into what the test-time-scaling strategies need:
 N candidate answers with their log-probabilities, the log-likelihood of each label string
 (for the exact `likelihood` strategy), and verifier scores P("Yes") for candidate answers.
-Backends never touch the workspace; the run orchestrator (core/tts/run.py) does.
+Backends never touch the workspace; the run orchestrator (core/scaling/run.py) does.
 
 This module is import-light (numpy only): torch and transformers load inside the
 transformers backend, so the CLI and TUI start fast.

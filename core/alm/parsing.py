@@ -39,9 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from ambiscope.core.alm.prompts import MODES
 from ambiscope.core.labels import SYNONYMS
-
-PARSE_MODES: tuple[str, ...] = ("label", "distribution", "cot")
 
 _WEAK_TERMS = frozenset({"other"})
 _STRIP_CHARS = " \t\r\n\"'`*_#.,;:!?()[]{}<>-–—=|~"
@@ -423,8 +422,8 @@ def parse_answer(
     an "internal parser error" message (tests assert it does not happen). Raises
     ValueError only for caller errors (unknown mode, empty label set).
     """
-    if mode not in PARSE_MODES:
-        raise ValueError(f"unknown output mode {mode!r} (expected {', '.join(PARSE_MODES)})")
+    if mode not in MODES:
+        raise ValueError(f"unknown output mode {mode!r} (expected {', '.join(MODES)})")
     if not labels:
         raise ValueError("parse_answer needs a non-empty label set")
     vocab = _vocab(tuple(labels), tuple(sorted((extra or {}).items())))

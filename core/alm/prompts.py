@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from ambiscope.core.alm.base import ChatPrompt
+from ambiscope.core.text import one_line
 
 MODES: tuple[str, ...] = ("label", "distribution", "cot")
+"""The output modes, declared once: run specs, parsing, strategies and the CLI read them."""
 VERIFIER_MODE = "verifier"
 TEMPLATE_MODES: tuple[str, ...] = (*MODES, VERIFIER_MODE)
 
@@ -282,10 +284,6 @@ def template_text(template: PromptTemplate) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
 def _template_from_mapping(
     data: Mapping[str, Any], source: str, default_name: str
 ) -> PromptTemplate:
@@ -309,7 +307,7 @@ def _template_from_mapping(
             user=data["user"],
         )
     except ValueError as exc:
-        raise ValueError(f"{source}: {_one_line(str(exc))}") from None
+        raise ValueError(f"{source}: {one_line(str(exc))}") from None
 
 
 def parse_template(text: str, *, source: str = "prompt", name: str = "custom") -> PromptTemplate:
@@ -323,7 +321,7 @@ def parse_template(text: str, *, source: str = "prompt", name: str = "custom") -
         data = json.loads(stripped) if stripped.startswith("{") else tomllib.loads(text)
     except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if stripped.startswith("{") else "TOML"
-        raise ValueError(f"{source}: invalid {kind}: {_one_line(str(exc))}") from None
+        raise ValueError(f"{source}: invalid {kind}: {one_line(str(exc))}") from None
     if not isinstance(data, dict):
         raise ValueError(f"{source}: expected a table/object with mode and user keys")
     return _template_from_mapping(data, source, name)
@@ -346,7 +344,7 @@ def load_template(path: str | Path) -> PromptTemplate:
     except FileNotFoundError:
         raise ValueError(f"prompt file {path}: not found") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ValueError(f"prompt file {path}: cannot read: {_one_line(str(exc))}") from None
+        raise ValueError(f"prompt file {path}: cannot read: {one_line(str(exc))}") from None
     if path.suffix.lower() == ".json" and not text.lstrip().startswith("{"):
         raise ValueError(f"prompt file {path}: invalid JSON: expected an object")
     return parse_template(text, source=f"prompt file {path}", name=path.stem)

@@ -172,7 +172,7 @@ def clip_ids_matching(conn: sqlite3.Connection, query: BrowseQuery) -> list[int]
 # subquery) parsed by numpy: materialising 150k one-column rows in Python costs more
 # (~30 ms) than most of the queries. SQLite keeps a FROM-subquery's ORDER BY when the
 # outer query is a plain aggregate (no join, no ORDER BY of its own): that is what makes
-# ordered group_concat() work, and tests/core/test_browse.py checks it against the plain
+# ordered group_concat() work, and tests/core/browse/test_query.py checks it against the plain
 # ORDER BY. The sort itself reads one narrow table in order instead of sorting all
 # matching clips through the joins (`_SCORED_SQL`; at 150k clips JS takes ~45 ms instead
 # of ~210 ms, own votes ~20 ms instead of ~460 ms).
@@ -377,7 +377,7 @@ def fetch_rows(
 
 @dataclass(frozen=True, eq=False)
 class ClipHuman:
-    """One clip's cached human reference (see core/human.py)."""
+    """One clip's cached human reference (see core/reference/human.py)."""
 
     distribution: np.ndarray | None
     n_votes: float

@@ -124,7 +124,8 @@ class ImportResult:
     dataset: Dataset
     clips_added: int
     clips_total: int
-    votes_written: int
+    votes_written: int  # new vote rows
+    votes_total: float  # the dataset's votes afterwards, counted by weight
     votes_dropped: Counter[str]
     unknown_labels: Counter[str]
     bad_lines: int
@@ -134,7 +135,8 @@ class ImportResult:
     def summary(self) -> str:
         lines = [
             f"imported {self.dataset.name} ({self.dataset.format}): "
-            f"{self.clips_total} clips ({self.clips_added} new), {self.votes_written} votes, "
+            f"{self.clips_total} clips ({self.clips_added} new), "
+            f"{self.votes_total:,.0f} votes ({self.votes_written} new vote rows), "
             f"labels {', '.join(self.dataset.label_set)}"
         ]
         if self.votes_dropped:
@@ -295,6 +297,7 @@ def write_corpus(
         clips_added=added,
         clips_total=ws.count_clips(ds.id),
         votes_written=written,
+        votes_total=ws.vote_weight(ds.id),
         votes_dropped=dropped,
         unknown_labels=unknown,
         bad_lines=len(parsed.bad),

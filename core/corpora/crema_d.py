@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ambiscope.core.audio import AudioError, audio_info
+from ambiscope.core.corpora import corpus_format
 from ambiscope.core.corpora.base import ImportFormatError, ImportOptions, ParsedCorpus, RawVote
 from ambiscope.core.labels import to_canonical
 from ambiscope.db import ClipIn
@@ -86,6 +87,12 @@ def default_name(path: Path) -> str:
     return "crema-d"
 
 
+@corpus_format(
+    FORMAT,
+    default_name=default_name,
+    summary="CREMA-D crowd vote counts (tabulatedVotes.csv)",
+    extra=("modality",),
+)
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read one modality of `tabulatedVotes.csv` into clips and weighted pool votes."""
     modality = _modality(options)

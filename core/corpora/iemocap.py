@@ -23,7 +23,8 @@ Decisions (stored in the dataset options under "iemocap"):
   `extra={"evaluators": "global"}` uses the bare ids (`E2`) when you know they are shared.
 * Actors' self-reports are annotators of kind "actor" with ids `Ses01-F1-self`: each session
   has its own two actors, and they rate both their own and their partner's turns. Kind
-  "actor" keeps them out of the human reference distribution (ambiscope.core.reference.human pools "human").
+  "actor" keeps them out of the human reference distribution
+  (ambiscope.core.reference.human pools "human").
 * Clip paths are relative to the release folder (`Session1/sentences/wav/...`), also when
   PATH is one session, so sessions imported one by one into the same dataset agree.
   `--audio-root` replaces that folder for audio (same `SessionN/sentences/wav` layout).
@@ -45,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from ambiscope.core.audio import AudioError, audio_info
+from ambiscope.core.corpora import corpus_format
 from ambiscope.core.corpora.base import ImportFormatError, ImportOptions, ParsedCorpus, RawVote
 from ambiscope.core.labels import LabelError, to_canonical
 from ambiscope.db import ClipIn
@@ -133,6 +135,12 @@ class _Reader:
 # ---------------------------------------------------------------------------- reading
 
 
+@corpus_format(
+    FORMAT,
+    default_name=default_name,
+    summary="IEMOCAP evaluators' categorical labels, self-reports and V/A/D",
+    extra=("evaluators",),
+)
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read an IEMOCAP release (or one session) into clips and raw votes."""
     release, sessions = _locate(path)

@@ -39,6 +39,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlparse
 
 from ambiscope.core.audio import AudioError, audio_info
+from ambiscope.core.corpora import corpus_format
 from ambiscope.core.corpora.base import ImportFormatError, ImportOptions, ParsedCorpus, RawVote
 from ambiscope.db import ClipIn
 
@@ -59,6 +60,12 @@ def default_name(path: Path) -> str:
     return path.stem
 
 
+@corpus_format(
+    FORMAT,
+    default_name=default_name,
+    summary="a Label Studio JSON export, one annotator per rater",
+    extra=("audio_key", "from_name"),
+)
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read a Label Studio JSON or JSON-MIN export (see the module docstring)."""
     items = _load(path)

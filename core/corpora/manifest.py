@@ -52,8 +52,10 @@ from pathlib import Path
 from typing import Any
 
 from ambiscope.core.audio import AudioError, audio_info
+from ambiscope.core.corpora import corpus_format
 from ambiscope.core.corpora.base import ImportFormatError, ImportOptions, ParsedCorpus, RawVote
 from ambiscope.core.labels import LabelError, to_canonical
+from ambiscope.core.text import one_line
 from ambiscope.db import ClipIn
 from ambiscope.db.models import ANNOTATOR_KINDS
 
@@ -95,6 +97,11 @@ def default_name(path: Path) -> str:
     return path.stem
 
 
+@corpus_format(
+    FORMAT,
+    default_name=default_name,
+    summary="any corpus as a CSV/TSV/JSONL table of votes or vote counts",
+)
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read a manifest of either shape (see the module docstring)."""
     if path.is_dir():
@@ -207,7 +214,7 @@ def _load_jsonl(path: Path, skip_bad: bool) -> _Table:
                 if not isinstance(obj, dict):
                     raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
             except ValueError as exc:  # JSONDecodeError is a ValueError
-                error = ImportFormatError(path, line, f"bad JSON line: {_one_line(exc)}")
+                error = ImportFormatError(path, line, f"bad JSON line: {one_line(exc)}")
                 if not skip_bad:
                     raise error from None
                 table.bad.append(error)
@@ -218,10 +225,6 @@ def _load_jsonl(path: Path, skip_bad: bool) -> _Table:
     table.columns = list(seen)
     _check_unique(path, table.columns)
     return table
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
 
 
 def _check_unique(path: Path, columns: list[str]) -> None:

@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from ambiscope.core.audio import AudioError, audio_info
+from ambiscope.core.corpora import corpus_format
 from ambiscope.core.corpora.base import (
     ImportFormatError,
     ImportOptions,
@@ -200,6 +201,12 @@ class _Reader:
 # ---------------------------------------------------------------------------- reading
 
 
+@corpus_format(
+    FORMAT,
+    default_name=default_name,
+    summary="MSP-Podcast consensus table and every rater's labels",
+    extra=("probe_audio",),
+)
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read an MSP-Podcast release's label files into clips and raw votes."""
     release, files = _locate(path)

@@ -83,6 +83,21 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from ambiscope.core.registry import Registry
+
+TABLE_FORMATS: Registry[Any] = Registry("table format", discover=("ambiscope.core.export.tables",))
+"""`--format` of `ambiscope metrics`: name -> writer(table, provenance) -> text; metadata
+`suffix`, the file name suffix a front end suggests (".tex" for latex).
+
+Each writer is one function decorated with `@TABLE_FORMATS.register(name)` where it is
+defined (ambiscope.core.export.tables); listing the names imports that module only."""
+
+SUBSET_FORMATS: Registry[Any] = Registry(
+    "subset format", discover=("ambiscope.core.export.subset",)
+)
+"""`--format` of `ambiscope export subset`: name -> writer(out_dir, records, labels) ->
+messages; metadata `audio=True` when the format needs each clip's audio file copied in."""
+
 _API = {
     "ExportError": "ambiscope.core.export._common",
     "TableOptions": "ambiscope.core.export.tables",

@@ -18,47 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from ambiscope.core.export._common import ExportError
-from ambiscope.core.reference.distributions import (
-    AMBIGUITY_LEVELS,
-    DistributionOptions,
-    ambiguity_levels,
-    entropy_bits,
-    human_distribution,
-    majority_labels,
-    normalized_entropy,
-    vote_counts,
-)
-from ambiscope.core.reference.human import (
-    HumanData,
-    HumanOptions,
-    dataset_options,
-    ensure_human,
-    is_fresh,
-    read_human,
-)
+from ambiscope.core.reference.human import HumanData, ensure_human, snapshot_human
+from ambiscope.core.reference.pooled import load_reference, rows_of
 from ambiscope.db import Dataset, Run, Workspace
 
 CLIP_COLUMNS = ("split", "gender", "speaker")
 
 
 # -------------------------------------------------------------------------- reference
-REFERENCES: tuple[str, ...] = ("human", "synthetic", "combined")  # as `compare --reference`
-
-
-def parse_reference(text: str | None) -> str:
-    """The reference models are compared with: `human` (the dataset's configured human
-    votes, the default), `synthetic` (ALM annotators' votes) or `combined` (both pooled),
-    as in `ambiscope compare`; ambiguity levels always stay those of the human votes."""
-    name = (text or "human").strip().lower()
-    if name not in REFERENCES:
-        raise ExportError(f"--reference must be one of {', '.join(REFERENCES)}, got {text!r}")
-    return name
-
-
-def reference_options(ds: Dataset) -> HumanOptions:
-    return dataset_options(ds)
-
-
 def prepare_references(ws: Workspace, datasets: Sequence[Dataset]) -> None:
     """Refresh stale human caches before the snapshot (the only write an export makes).
 
@@ -70,53 +37,6 @@ def prepare_references(ws: Workspace, datasets: Sequence[Dataset]) -> None:
             ensure_human(ws, ds)
         except sqlite3.OperationalError:
             continue
-
-
-def compute_human(ws: Workspace, ds: Dataset, options: HumanOptions) -> HumanData:
-    """A dataset's reference from its votes, in memory (no cache write), like refresh_human."""
-    clip_ids = np.array(
-        [
-            r[0]
-            for r in ws.conn.execute(
-                "SELECT id FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,)
-            )
-        ],
-        dtype=np.int64,
-    )
-    votes = ws.vote_arrays(ds.id, options.kinds)
-    clip_idx = np.searchsorted(clip_ids, votes.clip_id)
-    args = (clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), ds.k)
-    counts = vote_counts(*args, options.distribution)
-    primary = vote_counts(*args, DistributionOptions())
-    dist, valid = human_distribution(counts, options.distribution)
-    nent = normalized_entropy(dist)
-    levels = ambiguity_levels(
-        nent,
-        method=options.ambiguity_method,
-        thresholds=options.thresholds,  # type: ignore[arg-type]
-    )
-    majority, _ = majority_labels(primary)
-    names = np.array([*AMBIGUITY_LEVELS, ""], dtype=object)
-    return HumanData(
-        dataset=ds,
-        clip_ids=clip_ids,
-        dist=dist,
-        valid=valid,
-        n_votes=primary.sum(axis=1),
-        entropy=np.where(valid, entropy_bits(np.nan_to_num(dist)), np.nan),
-        norm_entropy=np.where(valid, nent, np.nan),
-        ambiguity=names[np.where(levels.codes >= 0, levels.codes, len(AMBIGUITY_LEVELS))],
-        majority=np.where(valid, majority, -1),
-    )
-
-
-def load_reference(ws: Workspace, ds: Dataset) -> tuple[HumanData, str]:
-    """(human reference, where it came from); read-only, safe inside a snapshot."""
-    ds = ws.get_dataset(ds.id)
-    options = reference_options(ds)
-    if is_fresh(ws, ds, options):
-        return read_human(ws, ds), "human-vote cache"
-    return compute_human(ws, ds, options), f"votes of kind {'+'.join(options.kinds)}"
 
 
 # ------------------------------------------------------------------------ selection
@@ -204,25 +124,25 @@ class MemberData:
 
 def load_dataset(ws: Workspace, ds: Dataset, reference: str = "human") -> DatasetData:
     """A dataset's reference (inside a snapshot) and the clip columns to group by."""
-    human, source = load_reference(ws, ds)
+    human, source = snapshot_human(ws, ds)
+    if reference != "human":
+        human = load_reference(ws, human.dataset, reference, human=human)  # only reads
+        source = f"{reference} votes (ambiguity levels from the human votes)"
+    return dataset_data(ws, human, source)
+
+
+def dataset_data(ws: Workspace, human: HumanData, source: str) -> DatasetData:
+    """A loaded reference with the clip columns results are broken down by, aligned with
+    `human.clip_ids` (a clip the clips table lacks gets empty columns)."""
     rows = ws.conn.execute(
         "SELECT id, coalesce(split, ''), coalesce(gender, ''), coalesce(speaker, '') "
         "FROM clips WHERE dataset_id = ? ORDER BY id",
-        (ds.id,),
+        (human.dataset.id,),
     ).fetchall()
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    if not np.array_equal(ids, human.clip_ids):  # cache rows lag behind new clips
-        human = compute_human(ws, ds, reference_options(ds))
-        source = f"votes of kind {'+'.join(reference_options(ds).kinds)}"
-    if reference != "human":
-        from ambiscope.core.synthetic.raters import (
-            reference_human_data,  # given `human`, it only reads
-        )
-
-        human = reference_human_data(ws, human.dataset, reference, human=human)
-        source = f"{reference} votes (ambiguity levels from the human votes)"
+    at = rows_of(ids, human.clip_ids)  # -1 picks the trailing "" below
     columns = {
-        name: np.array([r[i + 1] for r in rows], dtype=object)
+        name: np.array([*(r[i + 1] for r in rows), ""], dtype=object)[at]
         for i, name in enumerate(CLIP_COLUMNS)
     }
     return DatasetData(human.dataset, human, source, columns)
@@ -238,19 +158,11 @@ def _candidate_counts(ws: Workspace, run_id: int, clip_ids: np.ndarray) -> tuple
     cand = np.zeros(len(clip_ids))
     if rows:
         arr = np.array(rows, dtype=np.float64)
-        idx = _rows_of(clip_ids, arr[:, 0].astype(np.int64))
+        idx = rows_of(clip_ids, arr[:, 0].astype(np.int64))
         ok = idx >= 0
         inv[idx[ok]] = arr[ok, 1]
         cand[idx[ok]] = arr[ok, 2]
     return inv, cand
-
-
-def _rows_of(sorted_ids: np.ndarray, ids: np.ndarray) -> np.ndarray:
-    """Index of each id in sorted_ids, -1 where absent."""
-    if not len(sorted_ids):
-        return np.full(len(ids), -1, dtype=np.int64)
-    pos = np.minimum(np.searchsorted(sorted_ids, ids), len(sorted_ids) - 1)
-    return np.where(sorted_ids[pos] == ids, pos, -1)
 
 
 def _strategy_predictions(
@@ -301,7 +213,7 @@ def load_members(
     keep = human.valid.copy()
     if clip_ids is not None:
         allowed = np.zeros(len(human.clip_ids), dtype=bool)
-        idx = _rows_of(human.clip_ids, np.asarray(clip_ids, dtype=np.int64))
+        idx = rows_of(human.clip_ids, np.asarray(clip_ids, dtype=np.int64))
         allowed[idx[idx >= 0]] = True
         keep &= allowed
     members: list[MemberData] = []
@@ -312,7 +224,7 @@ def load_members(
         have = ws.strategies(run.id)
         for name in [s for s in strategies if s in have] if strategies else have:
             ids, Q = _strategy_predictions(ws, run.id, name, data.dataset.k)
-            rows = _rows_of(human.clip_ids, ids)
+            rows = rows_of(human.clip_ids, ids)
             ok = rows >= 0
             ok[ok] &= keep[rows[ok]]
             Q = Q[ok]

@@ -9,33 +9,16 @@ describe the same state as the exported rows.
 
 from __future__ import annotations
 
-import importlib.metadata
 import platform
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ambiscope.core.versions import ambiscope_version, package_versions
 from ambiscope.db import Dataset, Run, Workspace
 
 PROVENANCE_FILE = "provenance.json"
-
-
-def ambiscope_version() -> str:
-    try:
-        return importlib.metadata.version("ambiscope")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
-def _versions(names: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def run_record(run: Run) -> dict[str, Any]:
@@ -102,6 +85,6 @@ def build_provenance(
         "environment": {
             "python": platform.python_version(),
             "platform": platform.platform(),
-            "packages": _versions(("numpy", "scipy", "sqlite-utils", "matplotlib", "click")),
+            "packages": package_versions(("numpy", "scipy", "matplotlib", "click")),
         },
     }

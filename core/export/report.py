@@ -29,10 +29,9 @@ from ambiscope.core.export._common import (
     safe_stem,
 )
 from ambiscope.core.export.data import MemberData
-from ambiscope.core.export.provenance import PROVENANCE_FILE, ambiscope_version
+from ambiscope.core.export.provenance import PROVENANCE_FILE
 from ambiscope.core.export.scaling import (
     DEFAULT_MAX_CLIPS,
-    DEFAULT_STRATEGIES,
     ScalingCurve,
     ScalingInput,
     read_scaling_input,
@@ -48,9 +47,10 @@ from ambiscope.core.export.tables import (
     format_markdown,
     plan_metrics,
     read_metrics,
-    strategy_rank,
 )
 from ambiscope.core.metrics.functions import N_BINS, ece, entropy_bits
+from ambiscope.core.scaling.strategies import default_curves, strategy_rank
+from ambiscope.core.versions import ambiscope_version
 from ambiscope.db import Workspace
 
 INSTALL_HINT = "the report needs matplotlib: pip install 'ambiscope[report]'"
@@ -81,7 +81,7 @@ class ReportOptions:
     where: str | None = None
     table: TableOptions = field(default_factory=TableOptions)
     scaling_clips: int = DEFAULT_MAX_CLIPS
-    scaling_strategies: tuple[str, ...] = DEFAULT_STRATEGIES
+    scaling_strategies: tuple[str, ...] = field(default_factory=default_curves)
     force: bool = False
 
 
@@ -347,7 +347,7 @@ def build_report(ws: Workspace, out: str | Path, options: ReportOptions) -> Repo
         text = _write_sections(figs, table, members, scaling, options, prov)
         (tmp / "report.md").write_text(text, encoding="utf-8")
         (tmp / "metrics.csv").write_text(format_csv(table), encoding="utf-8")
-        (tmp / "metrics.json").write_text(format_json(table, prov) + "\n", encoding="utf-8")
+        (tmp / "metrics.json").write_text(format_json(table, prov), encoding="utf-8")
         prov["files"] = ["report.md", "metrics.csv", "metrics.json", *figs.written]
         (tmp / PROVENANCE_FILE).write_text(dumps(prov) + "\n", encoding="utf-8")
     return ReportResult(out, figs.written, len(table.rows), prov)

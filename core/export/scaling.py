@@ -1,11 +1,12 @@
 """N-scaling curves: how a metric changes with the number of candidates a strategy sees.
 
 The papers' central plot: is it worth sampling N = 16 answers instead of 1? Strategies are
-pure functions of stored candidates (core/tts/strategies.py), so the curve needs no model:
+pure functions of stored candidates (core/scaling/strategies.py), so the curve needs no model:
 for n = 1, 2, 4, ... N the first n stored candidates of each clip (`subsample`, nested and
 deterministic) are re-aggregated and compared with the human distributions. It runs per
 clip in Python, so it uses a seeded random sample of at most `max_clips` clips per run;
-the sample size is reported with the curve.
+the sample size is reported with the curve. Which strategies can be scaled (`scalable`)
+and which are plotted by default (`default_curve`) is declared with each strategy.
 """
 
 from __future__ import annotations
@@ -19,11 +20,14 @@ import numpy as np
 
 from ambiscope.core.export.data import MemberData
 from ambiscope.core.metrics.functions import bhattacharyya, js_divergence
-from ambiscope.core.scaling.strategies import CandidateSet, aggregate, subsample
+from ambiscope.core.scaling.strategies import (
+    CandidateSet,
+    aggregate,
+    scalable_strategies,
+    subsample,
+)
 from ambiscope.db import Run, Workspace, codec
 
-DEFAULT_STRATEGIES: tuple[str, ...] = ("vote", "wbon")
-SCALABLE: tuple[str, ...] = ("single", "vote", "bon", "wbon", "verifier", "wverifier", "dirichlet")
 DEFAULT_MAX_CLIPS = 200
 
 
@@ -104,10 +108,11 @@ def _candidate_set(rows: Sequence[tuple], k: int) -> CandidateSet:
 
 def scaling_curves(data: ScalingInput, strategies: Sequence[str]) -> list[ScalingCurve]:
     """Curves for the strategies that this run's candidates support (others are skipped)."""
-    unknown = [s for s in strategies if s not in SCALABLE]
+    scalable = scalable_strategies()
+    unknown = [s for s in strategies if s not in scalable]
     if unknown:
         raise ValueError(
-            f"cannot scale {', '.join(unknown)} (N-dependent strategies: {', '.join(SCALABLE)})"
+            f"cannot scale {', '.join(unknown)} (N-dependent strategies: {', '.join(scalable)})"
         )
     n_max = max(cs.n for cs in data.sets)
     curves = {s: ScalingCurve(data.dataset, data.run.id, data.run.label, s) for s in strategies}

@@ -11,6 +11,10 @@ as {label: p}, its argmax `label`, and `js` / `bc` to the human distribution.
 All rows are read inside one read transaction, so a worker writing meanwhile cannot make
 the export mix two states; files are then written into a temporary directory next to the
 output and renamed into place at the end.
+
+Each format is one writer decorated with `@SUBSET_FORMATS.register(name, audio=...)`:
+it gets the output folder, the records (with `file_name` when the format declared
+`audio=True` and the audio was placed) and the label set, and returns messages to show.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from ambiscope.core.export import SUBSET_FORMATS
 from ambiscope.core.export._common import (
     ExportError,
     NameAllocator,
@@ -38,12 +43,12 @@ from ambiscope.core.export._common import (
     dumps,
     safe_suffix,
 )
-from ambiscope.core.export.data import load_reference, prepare_references
+from ambiscope.core.export.data import prepare_references
 from ambiscope.core.export.provenance import PROVENANCE_FILE, build_provenance
 from ambiscope.core.labels import canonical_order
+from ambiscope.core.reference.human import snapshot_human
 from ambiscope.db import Clip, Dataset, Run, Workspace, codec
 
-SUBSET_FORMATS: tuple[str, ...] = ("audiofolder", "csv", "jsonl", "label-studio")
 AUDIO_DIR = "audio"
 LS_TASKS = "tasks.json"
 LS_CONFIG = "labeling_config.xml"
@@ -64,7 +69,7 @@ class SubsetOptions:
     def __post_init__(self) -> None:
         if self.format not in SUBSET_FORMATS:
             raise ExportError(
-                f"--format must be one of {', '.join(SUBSET_FORMATS)}, got {self.format!r}"
+                f"--format must be one of {', '.join(SUBSET_FORMATS.names())}, got {self.format!r}"
             )
 
 
@@ -256,7 +261,7 @@ def _audit_sql(table: str, columns: str) -> str:
 
 
 def _human_lookup(ws: Workspace, ds: Dataset) -> Any:
-    human, _ = load_reference(ws, ds)
+    human, _ = snapshot_human(ws, ds)
     index = {int(c): i for i, c in enumerate(human.clip_ids)}
     labels = ds.label_set
 
@@ -360,6 +365,27 @@ def _jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(dumps(r, indent=None) + "\n" for r in records)
 
 
+@SUBSET_FORMATS.register("audiofolder", audio=True)
+def write_audiofolder(out: Path, records: list[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+    """`audio/` plus `metadata.jsonl`: `datasets.load_dataset("audiofolder", data_dir=OUT)`."""
+    (out / "metadata.jsonl").write_text(_jsonl(records), encoding="utf-8")
+    return []
+
+
+@SUBSET_FORMATS.register("csv", audio=False)
+def write_csv(out: Path, records: list[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+    """`clips.csv`: every selected clip, nested fields as JSON text."""
+    (out / "clips.csv").write_text(_csv(records), encoding="utf-8")
+    return []
+
+
+@SUBSET_FORMATS.register("jsonl", audio=False)
+def write_jsonl(out: Path, records: list[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+    """`clips.jsonl`: every selected clip, one JSON object per line."""
+    (out / "clips.jsonl").write_text(_jsonl(records), encoding="utf-8")
+    return []
+
+
 def _csv(records: list[dict[str, Any]]) -> str:
     columns = list(records[0]) if records else []
     buf = io.StringIO()
@@ -431,9 +457,11 @@ def _ls_keys(records: list[dict[str, Any]]) -> list[str]:
     return [f"{r['dataset']}/{r['key']}" for r in records]
 
 
-def _write_label_studio(
+@SUBSET_FORMATS.register("label-studio", audio=True)
+def write_label_studio(
     out: Path, records: list[dict[str, Any]], labels: Sequence[str]
 ) -> list[str]:
+    """`tasks.json` (model distributions as predictions) and `labeling_config.xml`."""
     keys = _ls_keys(records)
     tasks = [_ls_task(i + 1, r, k) for i, (r, k) in enumerate(zip(records, keys, strict=True))]
     (out / LS_TASKS).write_text(dumps(tasks) + "\n", encoding="utf-8")
@@ -465,21 +493,15 @@ def export_subset(ws: Workspace, out: str | Path, opts: SubsetOptions) -> Subset
     no_audio = missing = 0
     messages: list[str] = []
     with atomic_dir(out, force=opts.force) as tmp:
-        if opts.format in ("audiofolder", "label-studio"):
+        if SUBSET_FORMATS.meta(opts.format)["audio"]:
             records, no_audio, missing = _place_audio(records, tmp, link=opts.link)
             if not records:
+                without = [f for f in SUBSET_FORMATS if not SUBSET_FORMATS.meta(f)["audio"]]
                 raise ExportError(
                     f"none of the {len(snap.records)} selected clips has an audio file "
-                    f"to export as {opts.format}; use --format csv or jsonl"
+                    f"to export as {opts.format}; use --format {' or '.join(without)}"
                 )
-        if opts.format == "audiofolder":
-            (tmp / "metadata.jsonl").write_text(_jsonl(records), encoding="utf-8")
-        elif opts.format == "jsonl":
-            (tmp / "clips.jsonl").write_text(_jsonl(records), encoding="utf-8")
-        elif opts.format == "csv":
-            (tmp / "clips.csv").write_text(_csv(records), encoding="utf-8")
-        else:
-            messages += _write_label_studio(tmp, records, _labels(snap))
+        messages += SUBSET_FORMATS[opts.format](tmp, records, _labels(snap))
         counts = {
             "selected": len(snap.records),
             "exported": len(records),

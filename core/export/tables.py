@@ -4,14 +4,16 @@ One row per (dataset, run, strategy, group): the metric means on the clips with 
 human distribution and a prediction, 95% bootstrap CIs over clips, and a paired bootstrap
 comparison with the run's baseline strategy on the same clips (`<metric>_diff`,
 `<metric>_p`). The default baseline is `single` (the first answer, i.e. N = 1); cot-mode
-runs have `cot` instead, which is then used. Resamples are shared across strategies on the
-same clips (core/export/bootstrap.py), which is what makes 27 models x strategies on 150k
-clips with 1000 resamples a matter of seconds.
+runs have `cot` instead, which is then used (both are declared `first_answer` with their
+strategy). Resamples are shared across strategies on the same clips
+(core/metrics/bootstrap.py), which is what makes 27 models x strategies on 150k clips with
+1000 resamples a matter of seconds.
 
-Formats: `table` (terminal), `csv`, `json`, `md` (Markdown: best value per column in bold),
-`latex` (a booktabs table: best value per column in \\textbf). "Best" is judged within a
-dataset and group, on the displayed (rounded) values, in the metric's direction
-(ambiscope.core.metrics.functions.HIGHER_IS_BETTER); `*` marks p < 0.05 against the baseline.
+Formats (`TABLE_FORMATS`, one decorated writer each): `table` (terminal), `csv`, `json`,
+`md` (Markdown: best value per column in bold), `latex` (a booktabs table: best value per
+column in \\textbf). "Best" is judged within a dataset and group, on the displayed
+(rounded) values, in the metric's direction; titles and directions come from each metric's
+declaration (ambiscope.core.metrics.METRICS); `*` marks p < 0.05 against the baseline.
 """
 
 from __future__ import annotations
@@ -20,12 +22,13 @@ import csv
 import io
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ambiscope.core.export import TABLE_FORMATS
 from ambiscope.core.export._common import ExportError, dumps
 from ambiscope.core.export.data import (
     DatasetData,
@@ -33,44 +36,24 @@ from ambiscope.core.export.data import (
     check_strategies,
     load_dataset,
     load_members,
-    parse_reference,
     prepare_references,
     resolve_datasets,
     resolve_runs,
 )
 from ambiscope.core.export.provenance import build_provenance
+from ambiscope.core.metrics import METRICS
 from ambiscope.core.metrics.bootstrap import CohortMember, check_metrics, evaluate_cohort
-from ambiscope.core.metrics.functions import HIGHER_IS_BETTER
-from ambiscope.core.scaling.strategies import ALL_STRATEGIES
+from ambiscope.core.reference import reference_name
+from ambiscope.core.scaling.strategies import first_answer_strategies, strategy_rank
 from ambiscope.db import Dataset, Run, Workspace
 
 DEFAULT_METRICS: tuple[str, ...] = ("js", "bc", "r2_pearson", "accuracy", "macro_f1")
 BY_CHOICES: tuple[str, ...] = ("ambiguity", "split", "gender", "speaker", "none")
-FORMATS: tuple[str, ...] = ("table", "csv", "json", "md", "latex")
 LEVEL_ORDER: tuple[str, ...] = ("low", "medium", "high")
-FIRST_ANSWER: tuple[str, ...] = ("single", "cot")
 ALL_LABEL = "all"
 SIGNIFICANCE = 0.05
 DEFAULT_CAPTION = "Model vs human emotion distributions."
 
-TITLES: dict[str, str] = {
-    "js": "JS",
-    "js_distance": "JS dist",
-    "kl": "KL",
-    "bc": "BC",
-    "cosine": "Cosine",
-    "r2_pearson": "R²",
-    "r2_det": "R² (det)",
-    "ece": "ECE",
-    "accuracy": "Acc",
-    "tie_accuracy": "Tie acc",
-    "macro_f1": "F1",
-    "weighted_f1": "W-F1",
-    "entropy_pearson": "H corr",
-    "invalid_rate": "Invalid",
-}
-LATEX_TITLES: dict[str, str] = {**TITLES, "r2_pearson": "R$^2$", "r2_det": "R$^2_{\\mathrm{det}}$"}
-LATEX_PLAIN: dict[str, str] = {**TITLES, "r2_pearson": "R2", "r2_det": "R2 (det)"}
 GROUP_TITLES = {
     "ambiguity": "Ambiguity",
     "split": "Split",
@@ -99,7 +82,7 @@ class TableOptions:
             raise ExportError(f"--bootstrap must be >= 0, got {self.bootstrap}")
         if not 0 < self.alpha < 1:
             raise ExportError(f"alpha must be in (0, 1), got {self.alpha}")
-        parse_reference(self.reference)
+        reference_name(self.reference)
 
 
 @dataclass
@@ -120,13 +103,10 @@ def baseline_for(strategies: set[str], baseline: str | None) -> str | None:
     """The run's baseline strategy: as asked, or the other first-answer name (single/cot)."""
     if baseline is None or baseline in strategies:
         return baseline
-    if baseline in FIRST_ANSWER:
-        return next((s for s in FIRST_ANSWER if s in strategies), None)
+    first = first_answer_strategies()
+    if baseline in first:
+        return next((s for s in first if s in strategies), None)
     return None
-
-
-def strategy_rank(name: str) -> tuple[int, str]:
-    return (ALL_STRATEGIES.index(name) if name in ALL_STRATEGIES else len(ALL_STRATEGIES), name)
 
 
 @dataclass
@@ -294,7 +274,7 @@ def plan_metrics(
     from ambiscope.core.browse.filters import parse_filter
 
     options = options or TableOptions()
-    reference = parse_reference(options.reference)
+    reference = reference_name(options.reference)
     dss = resolve_datasets(ws, datasets)
     selected = resolve_runs(ws, dss, runs)
     dss = [ds for ds in dss if any(r.dataset_id == ds.id for r in selected)]
@@ -353,7 +333,8 @@ def _with_baseline(
     if not strategies or baseline is None:
         return tuple(strategies)
     have = {s for run in runs for s in ws.strategies(run.id)}
-    wanted = (baseline, *FIRST_ANSWER) if baseline in FIRST_ANSWER else (baseline,)
+    first = first_answer_strategies()
+    wanted = (baseline, *first) if baseline in first else (baseline,)
     return tuple(dict.fromkeys([*strategies, *(s for s in wanted if s in have)]))
 
 
@@ -386,6 +367,27 @@ def _clip_counts(members: Sequence[MemberData]) -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------- formatting
+Titles = Callable[[str], str]
+
+
+def _title(metric: str) -> str:
+    return METRICS.get(metric).title
+
+
+def _latex_title(metric: str) -> str:
+    declared = METRICS.get(metric)
+    return declared.latex or declared.title
+
+
+def _plain_title(metric: str) -> str:
+    declared = METRICS.get(metric)
+    return declared.plain or declared.title
+
+
+def _higher(metric: str) -> bool:
+    return METRICS.get(metric).higher_is_better
+
+
 def _fmt(value: float, digits: int = 3) -> str:
     return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
@@ -401,7 +403,7 @@ def _best(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> set[tuple[i
             shown = {i: float(_fmt(rows[i][m])) for i in indices if _fmt(rows[i][m]) != "n/a"}
             if len(shown) < 2:
                 continue
-            pick = max if HIGHER_IS_BETTER.get(m, True) else min
+            pick = max if _higher(m) else min
             target = pick(shown.values())
             best.update((i, m) for i, v in shown.items() if v == target)
     return best
@@ -412,7 +414,7 @@ def _significant(row: dict[str, Any], metric: str) -> bool:
     return p is not None and math.isfinite(p) and p < SIGNIFICANCE
 
 
-def _legend(table: BenchmarkTable, titles: dict[str, str] = TITLES, less: str = "<") -> str:
+def _legend(table: BenchmarkTable, titles: Titles = _title, less: str = "<") -> str:
     o = table.options
     if o.bootstrap:
         ci = f"{100 * (1 - o.alpha):.0f}% CI from {o.bootstrap} bootstrap resamples over clips"
@@ -426,20 +428,19 @@ def _legend(table: BenchmarkTable, titles: dict[str, str] = TITLES, less: str = 
             "same clips)"
         )
     arrows = ", ".join(
-        f"{titles[m]} {'higher' if HIGHER_IS_BETTER.get(m, True) else 'lower'} is better"
-        for m in o.metrics
+        f"{titles(m)} {'higher' if _higher(m) else 'lower'} is better" for m in o.metrics
     )
     return "; ".join(parts) + f". {arrows}."
 
 
-def format_text(table: BenchmarkTable) -> str:
+@TABLE_FORMATS.register("table", suffix=".txt")
+def format_text(table: BenchmarkTable, provenance: dict[str, Any] | None = None) -> str:
     """Fixed-width terminal table: value ±CI half-width, `*` best, `†` significant."""
     metrics = table.options.metrics
     best = _best(table.rows, metrics)
     width = 15
     head = f"{'dataset':<10} {'run':<18} {'strategy':<10} {'group':<8} {'n':>7} " + " ".join(
-        f"{TITLES[m] + (' ↓' if not HIGHER_IS_BETTER.get(m, True) else ' ↑'):>{width}}"
-        for m in metrics
+        f"{_title(m) + (' ↑' if _higher(m) else ' ↓'):>{width}}" for m in metrics
     )
     lines = [head, "-" * len(head)]
     for i, row in enumerate(table.rows):
@@ -457,10 +458,11 @@ def format_text(table: BenchmarkTable) -> str:
             + " ".join(cells)
         )
     lines.append(_legend(table).replace("marked", "marked *").replace("* p <", "† p <"))
-    return "\n".join(lines)
+    return "\n".join(lines) + "\n"
 
 
-def format_csv(table: BenchmarkTable) -> str:
+@TABLE_FORMATS.register("csv", suffix=".csv")
+def format_csv(table: BenchmarkTable, provenance: dict[str, Any] | None = None) -> str:
     """One line per row with every column; undefined values are empty cells."""
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=table.columns, lineterminator="\n")
@@ -475,28 +477,31 @@ def format_csv(table: BenchmarkTable) -> str:
     return buf.getvalue()
 
 
+@TABLE_FORMATS.register("json", suffix=".json")
 def format_json(table: BenchmarkTable, provenance: dict[str, Any] | None = None) -> str:
-    return dumps(
-        {
-            "options": asdict(table.options),
-            "columns": table.columns,
-            "rows": table.rows,
-            "warnings": table.warnings,
-            "provenance": provenance,
-        }
+    """Options, columns, rows, warnings and the provenance in one strict JSON document."""
+    return (
+        dumps(
+            {
+                "options": asdict(table.options),
+                "columns": table.columns,
+                "rows": table.rows,
+                "warnings": table.warnings,
+                "provenance": provenance,
+            }
+        )
+        + "\n"
     )
 
 
-def _header_cells(
-    table: BenchmarkTable, titles: dict[str, str], arrows: tuple[str, str]
-) -> list[str]:
+def _header_cells(table: BenchmarkTable, titles: Titles, arrows: tuple[str, str]) -> list[str]:
     by = table.options.by
     cells = ["Dataset", "Model", "Strategy"]
     if by != "none":
         cells.append(GROUP_TITLES[by])
     cells.append("n")
     for m in table.options.metrics:
-        cells.append(f"{titles[m]} {arrows[0] if HIGHER_IS_BETTER.get(m, True) else arrows[1]}")
+        cells.append(f"{titles(m)} {arrows[0] if _higher(m) else arrows[1]}")
     return cells
 
 
@@ -506,11 +511,12 @@ def _md_escape(text: Any) -> str:
     )
 
 
-def format_markdown(table: BenchmarkTable) -> str:
+@TABLE_FORMATS.register("md", suffix=".md")
+def format_markdown(table: BenchmarkTable, provenance: dict[str, Any] | None = None) -> str:
     """A pipe table: `0.123 [0.120, 0.126]`, best per column in bold, `*` significant."""
     metrics = table.options.metrics
     best = _best(table.rows, metrics)
-    header = _header_cells(table, TITLES, ("↑", "↓"))
+    header = _header_cells(table, _title, ("↑", "↓"))
     n_text = len(header) - len(metrics) - 1  # text columns, then n, then the metrics
     align = [":--"] * n_text + ["--:"] * (len(header) - n_text)
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
@@ -556,16 +562,21 @@ def latex_escape(text: Any) -> str:
     return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in str(text))
 
 
+@TABLE_FORMATS.register("latex", suffix=".tex")
 def format_latex(
-    table: BenchmarkTable, *, caption: str | None = None, label: str = "tab:ambiscope"
+    table: BenchmarkTable,
+    provenance: dict[str, Any] | None = None,
+    *,
+    caption: str | None = None,
+    label: str = "tab:ambiscope",
 ) -> str:
     """A `booktabs` table (needs \\usepackage{booktabs}); `\\midrule` between groups."""
     metrics = table.options.metrics
     best = _best(table.rows, metrics)
-    header = _header_cells(table, LATEX_TITLES, ("$\\uparrow$", "$\\downarrow$"))
+    header = _header_cells(table, _latex_title, ("$\\uparrow$", "$\\downarrow$"))
     n_text = len(header) - len(metrics)
     spec = "l" * (n_text - 1) + "r" + "r" * len(metrics)
-    legend = latex_escape(_legend(table, LATEX_PLAIN, "<")).replace("<", "$<$")
+    legend = latex_escape(_legend(table, _plain_title, "<")).replace("<", "$<$")
     legend = legend.replace("* p", "$^{*}$ p")
     lines = [
         "% generated by ambiscope; needs \\usepackage{booktabs}",
@@ -608,15 +619,9 @@ def format_latex(
 
 
 def render(table: BenchmarkTable, fmt: str, provenance: dict[str, Any] | None = None) -> str:
-    """The table in one of FORMATS."""
-    if fmt == "table":
-        return format_text(table) + "\n"
-    if fmt == "csv":
-        return format_csv(table)
-    if fmt == "json":
-        return format_json(table, provenance) + "\n"
-    if fmt == "md":
-        return format_markdown(table)
-    if fmt == "latex":
-        return format_latex(table)
-    raise ExportError(f"--format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    """The table in one of TABLE_FORMATS."""
+    if fmt not in TABLE_FORMATS:
+        raise ExportError(
+            f"--format must be one of {', '.join(TABLE_FORMATS.names())}, got {fmt!r}"
+        )
+    return TABLE_FORMATS[fmt](table, provenance)

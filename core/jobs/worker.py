@@ -1,4 +1,5 @@
-"""The background worker process (`ambiscope worker`): claim, heartbeat, run, record.
+"""The background worker (`python -m ambiscope.core.jobs`, `ambiscope worker`): claim,
+heartbeat, run, record.
 
 One worker runs one job at a time in its main thread, writing through the workspace's
 single connection (each clip in one transaction: execute_run's behaviour). A heartbeat
@@ -27,29 +28,22 @@ import socket
 import threading
 import time
 import traceback
-from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ambiscope.core.jobs.queue import (
-    DEFAULT_LEASE_S,
-    JobContext,
-    claim_next,
-    finish_job,
-    import_job_modules,
-    job_kind,
-    log_event,
-    now,
-    registered_kinds,
-    this_node,
-)
+from ambiscope.core.jobs.backends import BackendCache
+from ambiscope.core.jobs.events import log_event
+from ambiscope.core.jobs.kinds import JOB_KINDS, JobContext, import_job_modules
+from ambiscope.core.jobs.liveness import now, this_node
+from ambiscope.core.jobs.queue import DEFAULT_LEASE_S, claim_next, finish_job
+from ambiscope.db import jobs as rows
 from ambiscope.db.errors import WorkspaceError
 
 if TYPE_CHECKING:
+    from ambiscope.core.alm import BackendSpec
     from ambiscope.core.alm.base import Backend
-    from ambiscope.core.scaling.run import RunSpec
     from ambiscope.db import Job, Workspace
 log = logging.getLogger("ambiscope.worker")
 
@@ -103,70 +97,6 @@ class WorkerStats:
         )
 
 
-# ------------------------------------------------------------------ backends
-def backend_key(spec: RunSpec, model: str | None = None) -> tuple[Any, ...]:
-    """What decides the loaded weights (and client settings): equal key = reuse."""
-    return (
-        spec.backend,
-        model or spec.model,
-        spec.device,
-        spec.dtype,
-        spec.trust_remote_code,
-        spec.revision,
-        spec.base_url,
-        spec.api_key_env,
-        spec.batch_size,
-        spec.concurrency,
-        spec.timeout,
-    )
-
-
-class BackendCache:
-    """A few open backends, least recently used closed first (GPU memory is the limit)."""
-
-    def __init__(self, max_models: int = 2) -> None:
-        self.max_models = max(1, max_models)
-        self._open: OrderedDict[tuple[Any, ...], Backend] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._open)
-
-    def get(
-        self,
-        spec: RunSpec,
-        model: str | None = None,
-        on_load: Callable[[str], None] | None = None,
-    ) -> Backend:
-        from ambiscope.core.scaling.run import open_backend
-
-        key = backend_key(spec, model)
-        if key in self._open:
-            self._open.move_to_end(key)
-            return self._open[key]
-        while len(self._open) >= self.max_models:
-            self._close(next(iter(self._open)))
-        started = time.perf_counter()
-        backend = open_backend(spec, model)
-        self._open[key] = backend
-        if on_load is not None:
-            on_load(
-                f"loaded {key[1]} ({spec.backend}, device {spec.device}) "
-                f"in {time.perf_counter() - started:.1f} s"
-            )
-        return backend
-
-    def _close(self, key: tuple[Any, ...]) -> None:
-        backend = self._open.pop(key)
-        try:
-            backend.close()
-        except Exception as exc:  # closing must not take the worker down
-            log.warning("closing %s failed: %s", key[1], exc)
-
-    def close_all(self) -> None:
-        while self._open:
-            self._close(next(iter(self._open)))
-
-
 # ------------------------------------------------------------------ heartbeat
 class Heartbeat(threading.Thread):
     """Renews the worker's and the current job's lease from its own connection."""
@@ -209,17 +139,12 @@ class Heartbeat(threading.Thread):
         t = now()
         try:
             with ws.transaction():
-                ws.conn.execute(
-                    "UPDATE workers SET heartbeat = ?, status = 'running' WHERE id = ?",
-                    (t, self.worker_id),
-                )
+                rows.touch_worker(ws, self.worker_id, t)
                 if job_id is not None:
-                    cur = ws.conn.execute(
-                        "UPDATE jobs SET heartbeat = ?, lease_expires = ? "
-                        "WHERE id = ? AND owner = ? AND status = 'running'",
-                        (t, t + self.lease_s, job_id, self.worker_id),
+                    held = rows.renew_job_lease(
+                        ws, job_id, self.worker_id, lease_s=self.lease_s, at=t
                     )
-                    if cur.rowcount == 0 and self.current == job_id:
+                    if not held and self.current == job_id:
                         self.lost_job = job_id
         except Exception as exc:  # a locked or busy moment: the next beat tries again
             log.warning("heartbeat failed: %s", exc)
@@ -332,36 +257,24 @@ class Worker:
         assert self.ws is not None
         t = now()
         with self.ws.transaction():
-            self.ws.conn.execute(
-                "DELETE FROM workers WHERE status != 'running' AND heartbeat < ?",
-                (t - _PRUNE_WORKERS_AFTER_S,),
+            rows.prune_workers(self.ws, t - _PRUNE_WORKERS_AFTER_S)
+            rows.insert_worker(
+                self.ws,
+                self.id,
+                pid=os.getpid(),
+                host=socket.gethostname(),
+                node=this_node(),
+                device=self.config.device,
+                lease_s=self.config.lease_s,
+                log_path=_stdout_file(),
+                at=t,
             )
-            self.ws.conn.execute(
-                "INSERT INTO workers (id, pid, host, node, device, lease_s, started_at, "
-                "heartbeat, log_path) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    self.id,
-                    os.getpid(),
-                    socket.gethostname(),
-                    this_node(),
-                    self.config.device,
-                    self.config.lease_s,
-                    t,
-                    t,
-                    _stdout_file(),
-                ),
-            )
-            kinds = ", ".join(self.config.kinds or registered_kinds())
+            kinds = ", ".join(self.config.kinds or JOB_KINDS.names())
             self._event(None, f"worker {self.id} started (kinds: {kinds})")
 
     def _unregister(self) -> None:
         assert self.ws is not None
-        t = now()
-        self.ws.conn.execute(
-            "UPDATE workers SET status = 'stopped', stopped_at = ?, heartbeat = ?, "
-            "current_job = NULL WHERE id = ?",
-            (t, t, self.id),
-        )
+        rows.mark_worker_stopped(self.ws, self.id, now())
         why = f" ({self._stop_reason})" if self._stop_reason else ""
         self._event(None, f"worker {self.id} stopped{why}: {self.stats.summary()}")
 
@@ -384,15 +297,13 @@ class Worker:
         )
         if job is not None:
             self.heartbeat.current = job.id
-            self.ws.conn.execute(
-                "UPDATE workers SET current_job = ? WHERE id = ?", (job.id, self.id)
-            )
+            rows.set_current_job(self.ws, self.id, job.id)
         return job
 
     def _context(self, job: Job) -> JobContext:
         assert self.ws is not None
 
-        def backend_for(spec: RunSpec, model: str | None) -> Backend:
+        def backend_for(spec: BackendSpec, model: str | None) -> Backend:
             return self.backends.get(spec, model, on_load=lambda m: self._event(job.id, m))
 
         return JobContext(
@@ -408,16 +319,15 @@ class Worker:
         """Between clips: cancelled? lease lost? worker stopping? (reads the job row)."""
         assert self.ws is not None and self.heartbeat is not None
         started = time.perf_counter()
-        row = self.ws.conn.execute(
-            "SELECT status, owner, cancel_requested FROM jobs WHERE id = ?", (job_id,)
-        ).fetchone()
+        control = rows.job_control(self.ws, job_id)
         self.stats.checks += 1
         self.stats.check_s += time.perf_counter() - started
-        if row is None:
+        if control is None:
             return "lost"
-        if row[2]:
+        status, owner, cancel_requested = control
+        if cancel_requested:
             return "cancel"
-        if row[0] != "running" or row[1] != self.id or self.heartbeat.lost_job == job_id:
+        if status != "running" or owner != self.id or self.heartbeat.lost_job == job_id:
             return "lost"
         if self._stopping.is_set():
             return "shutdown"
@@ -430,7 +340,7 @@ class Worker:
         started = time.perf_counter()
         self._event(job.id, f"running {job.kind} on {self.id}")
         try:
-            result = job_kind(job.kind).handler(ctx)
+            result = JOB_KINDS.get(job.kind)(ctx)
         except Exception as exc:
             self._failed(job, ctx, exc)
         except BaseException:
@@ -505,7 +415,8 @@ def configure_logging(level: int = logging.INFO) -> None:
 
 
 def run_worker(db_path: str | os.PathLike[str], config: WorkerConfig | None = None) -> WorkerStats:
-    """The `ambiscope worker` entry point: signals, logging, then the loop."""
+    """The worker entry point (`python -m ambiscope.core.jobs`, `ambiscope worker`):
+    signals, logging, then the loop."""
     configure_logging()
     worker = Worker(db_path, config)
     on_main_thread = threading.current_thread() is threading.main_thread()

@@ -390,6 +390,17 @@ def _rater_counts(counts: object) -> np.ndarray:
     return np.round(c)
 
 
+def _pairable(counts: object) -> tuple[np.ndarray, np.ndarray] | None:
+    """Items with at least two ratings and their rating totals (None if there are none):
+    an item rated once has no rater pairs, so agreement statistics drop it."""
+    c = _rater_counts(counts)
+    totals = c.sum(axis=1)
+    use = totals >= 2
+    if not use.any():
+        return None
+    return c[use], totals[use]
+
+
 def fleiss_kappa(counts: np.ndarray) -> float:
     """Fleiss' kappa from an ``(n_items, K)`` matrix of rater counts ``n_ik``.
 
@@ -407,13 +418,10 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     2 ratings have no rater pairs and are dropped (also from ``p_k``). Returns NaN when the
     statistic is undefined: no usable item, or ``P_e == 1`` (every rating in one category).
     """
-    c = _rater_counts(counts)
-    n_i = c.sum(axis=1)
-    use = n_i >= 2
-    if not use.any():
+    pairable = _pairable(counts)
+    if pairable is None:
         return math.nan
-    c = c[use]
-    n_i = n_i[use]
+    c, n_i = pairable
     p_i = (c * (c - 1)).sum(axis=1) / (n_i * (n_i - 1))
     p_bar = float(p_i.mean())
     p_k = c.sum(axis=0) / n_i.sum()
@@ -439,13 +447,10 @@ def krippendorff_alpha_nominal(counts: np.ndarray) -> float:
     Returns NaN when undefined (fewer than 2 pairable values, or a single value used
     throughout, where expected disagreement is 0).
     """
-    c = _rater_counts(counts)
-    m_u = c.sum(axis=1)
-    use = m_u >= 2
-    if not use.any():
+    pairable = _pairable(counts)
+    if pairable is None:
         return math.nan
-    c = c[use]
-    m_u = m_u[use]
+    c, m_u = pairable
     n_c = c.sum(axis=0)
     n = float(n_c.sum())
     observed = float((c * (m_u[:, None] - c) / (m_u[:, None] - 1)).sum())

@@ -17,6 +17,7 @@ import numpy as np
 
 from ambiscope.core.reference.distributions import (
     AMBIGUITY_LEVELS,
+    AmbiguityResult,
     DistributionOptions,
     agreement_summary,
     ambiguity_levels,
@@ -26,6 +27,7 @@ from ambiscope.core.reference.distributions import (
     normalized_entropy,
     vote_counts,
 )
+from ambiscope.core.reference.prediction_scores import rescore_dataset
 from ambiscope.db import Dataset, Workspace, codec
 
 
@@ -115,33 +117,35 @@ def _raters_per_clip(clip_idx: np.ndarray, annotator_id: np.ndarray, n_clips: in
     return np.bincount(pairs // stride, minlength=n_clips)
 
 
-def refresh_human(
-    ws: Workspace, dataset: Dataset | str | int, options: HumanOptions | None = None
-) -> HumanSummary:
-    """Recompute and store every clip's human distribution, entropy, level and majority."""
-    ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
-    ds = ws.get_dataset(ds.id)  # fresh votes_version
-    opts = options or dataset_options(ds)
-    k = ds.k
-    clip_ids = np.array(
-        [
-            r[0]
-            for r in ws.conn.execute(
-                "SELECT id FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,)
-            )
-        ],
-        dtype=np.int64,
-    )
+def dataset_clip_ids(ws: Workspace, ds: Dataset) -> np.ndarray:
+    """A dataset's clip ids in ascending order (the row order of every reference)."""
+    rows = ws.conn.execute("SELECT id FROM clips WHERE dataset_id = ? ORDER BY id", (ds.id,))
+    return np.array([r[0] for r in rows], dtype=np.int64)
+
+
+@dataclass(frozen=True, eq=False)
+class _Tally:
+    """The human reference computed from the votes: what the cache stores, in memory."""
+
+    clip_ids: np.ndarray
+    primary: np.ndarray  # (n, K) primary-vote counts
+    dist: np.ndarray
+    valid: np.ndarray
+    norm_entropy: np.ndarray
+    levels: AmbiguityResult
+    majority: np.ndarray
+    tie: np.ndarray
+    raters: np.ndarray
+
+
+def _tally(ws: Workspace, ds: Dataset, opts: HumanOptions) -> _Tally:
+    clip_ids = dataset_clip_ids(ws, ds)
     votes = ws.vote_arrays(ds.id, opts.kinds)
     clip_idx = np.searchsorted(clip_ids, votes.clip_id)
-    counts = vote_counts(
-        clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), k, opts.distribution
-    )
-    primary = vote_counts(
-        clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), k, DistributionOptions()
-    )
+    args = (clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), ds.k)
+    counts = vote_counts(*args, opts.distribution)
+    primary = vote_counts(*args, DistributionOptions())
     dist, valid = human_distribution(counts, opts.distribution)
-    ent = entropy_bits(dist)
     nent = normalized_entropy(dist)
     levels = ambiguity_levels(
         nent,
@@ -150,24 +154,59 @@ def refresh_human(
     )
     majority, tie = majority_labels(primary)
     raters = _raters_per_clip(clip_idx, votes.annotator_id, len(clip_ids))
-    blobs = codec.encode_many(dist)
+    return _Tally(clip_ids, primary, dist, valid, nent, levels, majority, tie, raters)
+
+
+def compute_human(
+    ws: Workspace, dataset: Dataset, options: HumanOptions | None = None
+) -> HumanData:
+    """A dataset's human reference from its votes, in memory: nothing is read from or
+    written to the cache, so it is safe inside a read snapshot."""
+    t = _tally(ws, dataset, options or dataset_options(dataset))
+    names = np.array([*AMBIGUITY_LEVELS, ""], dtype=object)
+    codes = t.levels.codes
+    return HumanData(
+        dataset=dataset,
+        clip_ids=t.clip_ids,
+        dist=t.dist,
+        valid=t.valid,
+        n_votes=t.primary.sum(axis=1),
+        entropy=np.where(t.valid, entropy_bits(np.nan_to_num(t.dist)), np.nan),
+        norm_entropy=np.where(t.valid, t.norm_entropy, np.nan),
+        ambiguity=names[np.where(codes >= 0, codes, len(AMBIGUITY_LEVELS))],
+        majority=np.where(t.valid, t.majority, -1),
+    )
+
+
+def refresh_human(
+    ws: Workspace, dataset: Dataset | str | int, options: HumanOptions | None = None
+) -> HumanSummary:
+    """Recompute and store every clip's human distribution, entropy, level and majority,
+    then rescore the stored predictions against it."""
+    ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
+    ds = ws.get_dataset(ds.id)  # fresh votes_version
+    opts = options or dataset_options(ds)
+    t = _tally(ws, ds, opts)
+    ent = entropy_bits(t.dist)
+    blobs = codec.encode_many(t.dist)
     names = ds.label_set
+    codes = t.levels.codes
     rows = [
         (
-            int(clip_ids[i]),
+            int(t.clip_ids[i]),
             blobs[i],
-            float(primary[i].sum()),
-            int(raters[i]),
-            names[majority[i]] if majority[i] >= 0 else None,
-            int(tie[i]),
-            None if not valid[i] else float(ent[i]),
-            None if not valid[i] else float(nent[i]),
-            AMBIGUITY_LEVELS[levels.codes[i]] if levels.codes[i] >= 0 else None,
+            float(t.primary[i].sum()),
+            int(t.raters[i]),
+            names[t.majority[i]] if t.majority[i] >= 0 else None,
+            int(t.tie[i]),
+            None if not t.valid[i] else float(ent[i]),
+            None if not t.valid[i] else float(t.norm_entropy[i]),
+            AMBIGUITY_LEVELS[codes[i]] if codes[i] >= 0 else None,
         )
-        for i in range(len(clip_ids))
+        for i in range(len(t.clip_ids))
     ]
-    cuts = {"method": levels.method, "cuts": [float(c) for c in levels.cuts]}
-    agreement = agreement_from_counts(primary[valid])
+    cuts = {"method": t.levels.method, "cuts": [float(c) for c in t.levels.cuts]}
+    agreement = agreement_from_counts(t.primary[t.valid])
     ws.write_human_cache(
         ds.id,
         rows,
@@ -177,16 +216,12 @@ def refresh_human(
         agreement=agreement,
     )
     if ws.runs(ds.id):
-        from ambiscope.core.reference.prediction_scores import (
-            rescore_dataset,  # needs HumanData from here
-        )
-
         rescore_dataset(ws, read_human(ws, ds))
     return HumanSummary(
         dataset=ds.name,
-        n_clips=len(clip_ids),
-        n_with_votes=int(valid.sum()),
-        level_counts=dict(zip(AMBIGUITY_LEVELS, levels.counts, strict=True)),
+        n_clips=len(t.clip_ids),
+        n_with_votes=int(t.valid.sum()),
+        level_counts=dict(zip(AMBIGUITY_LEVELS, t.levels.counts, strict=True)),
         cuts=cuts,
         agreement=agreement,
     )
@@ -225,6 +260,22 @@ def load_human(
     ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
     ensure_human(ws, ds, options)
     return read_human(ws, ds)
+
+
+def snapshot_human(ws: Workspace, dataset: Dataset) -> tuple[HumanData, str]:
+    """(human reference, where it came from), read-only: safe inside a read snapshot.
+
+    The cache when it is fresh and covers every clip; otherwise (votes changed since the
+    last refresh, or clips were added) the reference is computed in memory from the votes
+    the snapshot sees, so it never disagrees with them.
+    """
+    ds = ws.get_dataset(dataset.id)
+    options = dataset_options(ds)
+    if is_fresh(ws, ds, options):
+        human = read_human(ws, ds)
+        if np.array_equal(human.clip_ids, dataset_clip_ids(ws, ds)):
+            return human, "human-vote cache"
+    return compute_human(ws, ds, options), f"votes of kind {'+'.join(options.kinds)}"
 
 
 def read_human(ws: Workspace, ds: Dataset) -> HumanData:

@@ -8,11 +8,31 @@ refreshed, and computed directly when a run writes a new prediction.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import numpy as np
 
 from ambiscope.core.metrics.functions import bhattacharyya, js_divergence
-from ambiscope.core.reference.human import HumanData
-from ambiscope.db import Workspace
+from ambiscope.db import Dataset, Workspace
+
+
+class ScoredReference(Protocol):
+    """What rescoring reads of a reference (`reference.human.HumanData` is one).
+
+    A protocol rather than an import of HumanData: the human cache calls this module
+    after every refresh, so this module must not depend on it.
+    """
+
+    @property
+    def dataset(self) -> Dataset: ...
+    @property
+    def clip_ids(self) -> np.ndarray: ...
+    @property
+    def dist(self) -> np.ndarray: ...
+    @property
+    def valid(self) -> np.ndarray: ...
+    @property
+    def majority(self) -> np.ndarray: ...
 
 
 def clip_scores(
@@ -27,7 +47,25 @@ def clip_scores(
     return js, bc, bool(int(np.argmax(model_dist)) == human_majority)
 
 
-def rescore_dataset(ws: Workspace, human: HumanData) -> int:
+class ReferenceScorer:
+    """Scores new predictions of one dataset against a reference loaded once per run."""
+
+    def __init__(self, reference: ScoredReference) -> None:
+        self.reference = reference
+        self._row = {int(c): i for i, c in enumerate(reference.clip_ids)}
+
+    def score(
+        self, clip_id: int, model_dist: np.ndarray
+    ) -> tuple[float | None, float | None, bool | None]:
+        """(js, bc, agree) of a prediction for `clip_id` (None for a clip without votes)."""
+        row = self._row.get(int(clip_id))
+        if row is None:
+            return None, None, None
+        majority = int(self.reference.majority[row])
+        return clip_scores(self.reference.dist[row], majority, model_dist)
+
+
+def rescore_dataset(ws: Workspace, human: ScoredReference) -> int:
     """Recompute js/bc/agree for every prediction of every run on the dataset."""
     k = human.dataset.k
     index = {int(c): i for i, c in enumerate(human.clip_ids)}

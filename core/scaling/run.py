@@ -5,24 +5,27 @@ re-running the same spec finds the same run row and skips clips already done, so
 interrupted by Ctrl-C, a crash or a killed worker resumes where it stopped. Each clip's
 candidates, predictions and status are written in one transaction: a clip is either
 entirely there or not at all. A clip that fails (unreadable audio, backend error) is
-recorded as failed with its reason and the run goes on; rerunning retries it.
+recorded as failed with its reason and the run goes on; rerunning retries it. That clip
+loop is shared with synthetic-annotation runs (`scaling.loop`); this module is the spec and
+the per-clip sampling.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import math
 import subprocess
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ambiscope.core.alm.base import AudioInput, Backend, BackendError, Candidate, GenerationParams
+from ambiscope.core.alm import BACKENDS, open_backend
+from ambiscope.core.alm.base import AudioInput, Backend, Candidate, GenerationParams
 from ambiscope.core.alm.parsing import Parsed, parse_answer
 from ambiscope.core.alm.prompts import (
     DEFAULT_TEMPLATES,
@@ -33,13 +36,23 @@ from ambiscope.core.alm.prompts import (
     render_verifier,
     template_text,
 )
-from ambiscope.core.audio import AudioError, load_audio
-from ambiscope.core.reference.human import HumanData, load_human
-from ambiscope.core.reference.prediction_scores import clip_scores
+from ambiscope.core.reference.human import load_human
+from ambiscope.core.reference.prediction_scores import ReferenceScorer
+from ambiscope.core.scaling.loop import (
+    ClipOutcome,
+    LoopResult,
+    ModelClock,
+    RunProgress,
+    attempt_clip,
+    clear_clip,
+    clip_audio,
+    find_run,
+    prediction,
+    run_selected,
+)
 from ambiscope.core.scaling.strategies import CandidateSet, aggregate, applicable_strategies
-from ambiscope.db import Clip, Dataset, Prediction, Run, RunIn, Sample, Workspace, codec
-
-BACKENDS = ("transformers", "openai")
+from ambiscope.core.versions import package_versions
+from ambiscope.db import Clip, Dataset, Run, RunIn, Sample, Workspace, codec
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,7 +106,7 @@ class RunSpec(ExecutionOptions):
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(
-                f"--backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}"
+                f"--backend must be one of {', '.join(BACKENDS.names())}, got {self.backend!r}"
             )
         if self.mode not in DEFAULT_TEMPLATES:
             raise ValueError(f"--mode must be one of {', '.join(DEFAULT_TEMPLATES)}")
@@ -115,10 +128,7 @@ class RunSpec(ExecutionOptions):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunSpec:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"run spec: unknown option(s) {', '.join(unknown)}")
+        check_spec_keys(cls, data, "run spec")
         return cls(**data)
 
     def identity(self, template: PromptTemplate) -> dict[str, Any]:
@@ -129,6 +139,14 @@ class RunSpec(ExecutionOptions):
         return data
 
 
+def check_spec_keys(cls: type, data: dict[str, Any], what: str) -> None:
+    """Refuse keys that are not fields of the spec class (stored params with a typo or
+    from a newer version fail loudly instead of being dropped)."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ValueError(f"{what}: unknown option(s) {', '.join(unknown)}")
+
+
 def identity_hash(identity: dict[str, Any]) -> str:
     return hashlib.sha256(codec.dumps(identity).encode()).hexdigest()[:16]
 
@@ -137,39 +155,20 @@ def load_prompt(spec: RunSpec) -> PromptTemplate:
     return load_template(spec.prompt_file) if spec.prompt_file else DEFAULT_TEMPLATES[spec.mode]
 
 
-def open_backend(spec: RunSpec, model: str | None = None) -> Backend:
-    """Instantiate the spec's backend for `model` (default: the spec's model)."""
-    model_id = model or spec.model
-    if spec.backend == "transformers":
-        from ambiscope.core.alm.transformers_backend import TransformersBackend
-
-        return TransformersBackend(
-            model_id,
-            device=spec.device,
-            dtype=spec.dtype,
-            trust_remote_code=spec.trust_remote_code,
-            revision=spec.revision,
-            batch_size=spec.batch_size,
-        )
-    from ambiscope.core.alm.openai_backend import OpenAIBackend
-
-    return OpenAIBackend(
-        model_id,
-        base_url=spec.base_url,
-        api_key_env=spec.api_key_env,
-        concurrency=spec.concurrency,
-        timeout=spec.timeout,
-    )
-
-
-def _versions() -> dict[str, str]:
-    out = {}
-    for package in ("ambiscope", "torch", "transformers", "numpy", "scipy"):
-        try:
-            out[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
+@contextmanager
+def using_backend(
+    given: Backend | None, spec: RunSpec, model: str | None = None
+) -> Iterator[Backend]:
+    """The caller's backend (a worker's cached one, left open), or one opened for this
+    run and closed when it ends."""
+    if given is not None:
+        yield given
+        return
+    backend = open_backend(spec, model)
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 def _git_describe() -> str | None:
@@ -193,9 +192,9 @@ def find_or_create_run(
     """The run matching the spec's identity (resume), or a new one with full provenance."""
     identity = spec.identity(template)
     digest = identity_hash(identity)
-    for run in ws.runs(ds.id):
-        if run.config.get("identity_hash") == digest:
-            return run, False
+    found = find_run(ws, ds, digest)
+    if found is not None:
+        return found, False
     described = backend.describe()
     config = {
         "identity_hash": digest,
@@ -203,7 +202,7 @@ def find_or_create_run(
         "spec": spec.to_dict(),
         "model": described,
         "labels": list(ds.label_set),
-        "versions": _versions(),
+        "versions": package_versions(),
         "git": _git_describe(),
     }
     run = ws.add_run(
@@ -229,18 +228,6 @@ def find_or_create_run(
 
 
 @dataclass
-class ClipOutcome:
-    clip_id: int
-    ok: bool
-    seconds: float
-    model_seconds: float
-    n_valid: int = 0
-    n_candidates: int = 0
-    error: str | None = None
-    warnings: list[str] = field(default_factory=list)
-
-
-@dataclass
 class RunContext:
     """What processing a clip needs, built once per run."""
 
@@ -251,20 +238,7 @@ class RunContext:
     template: PromptTemplate
     backend: Backend
     verifier: Backend | None
-    human: HumanData
-    human_index: dict[int, int]
-
-
-def _audio_for(ctx: RunContext, clip: Clip) -> AudioInput:
-    if not clip.path:
-        raise AudioError(f"clip {clip.key}: no audio file")
-    root = Path(ctx.ds.root) if ctx.ds.root else Path()
-    loaded = load_audio(
-        root / clip.path,
-        ctx.backend.sample_rate,
-        max_seconds=ctx.backend.max_audio_seconds,
-    )
-    return AudioInput(loaded.samples, loaded.sample_rate, tuple(loaded.warnings))
+    scorer: ReferenceScorer
 
 
 def _candidate_set(
@@ -290,49 +264,54 @@ def _candidate_set(
     )
 
 
-def _entropy(dist: np.ndarray) -> float:
-    nz = dist[dist > 0]
-    return float(-(nz * np.log2(nz)).sum())
+def _verifier_scores(
+    ctx: RunContext,
+    clock: ModelClock,
+    audio: AudioInput,
+    parsed: Sequence[Parsed],
+    transcript: str | None,
+) -> np.ndarray:
+    """The verifier's score of each valid answer (NaN elsewhere, or without a verifier)."""
+    scores = np.full(len(parsed), np.nan)
+    if ctx.verifier is None:
+        return scores
+    # the verifier prompt depends only on the answer's label: score each label once
+    labels = list(ctx.ds.label_set)
+    answered = sorted({p.label for p in parsed if p.valid and p.label})
+    if not answered:
+        return scores
+    prompts = [render_verifier(labels, a, transcript=transcript) for a in answered]
+    with clock.timing():
+        by_label = dict(zip(answered, ctx.verifier.verify(audio, prompts), strict=True))
+    for i, p in enumerate(parsed):
+        if p.valid and p.label:
+            scores[i] = by_label[p.label]
+    return scores
 
 
 def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
     """Sample, parse, score and aggregate one clip, then write it in one transaction."""
-    started = time.perf_counter()
-    model_s = 0.0
+    return attempt_clip(ctx.ws, ctx.run, clip, partial(_sample_clip, ctx, clip))
+
+
+def _sample_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> ClipOutcome:
     labels = list(ctx.ds.label_set)
     transcript = clip.transcript if ctx.spec.transcript else None
-    try:
-        audio = _audio_for(ctx, clip)
-        prompt = render(ctx.template, labels, transcript=transcript)
-        t0 = time.perf_counter()
+    audio = clip_audio(ctx.ds, clip, ctx.backend)
+    prompt = render(ctx.template, labels, transcript=transcript)
+    with clock.timing():
         cands = ctx.backend.sample(audio, prompt, ctx.spec.params())
-        model_s += time.perf_counter() - t0
-        parsed = [parse_answer(c.text, labels, ctx.spec.mode) for c in cands]
-        verifier_scores = np.full(len(cands), np.nan)
-        if ctx.verifier is not None:
-            # the verifier prompt depends only on the answer's label: score each label once
-            answered = sorted({p.label for p in parsed if p.valid and p.label})
-            if answered:
-                prompts = [render_verifier(labels, a, transcript=transcript) for a in answered]
-                t0 = time.perf_counter()
-                scores = dict(zip(answered, ctx.verifier.verify(audio, prompts), strict=True))
-                model_s += time.perf_counter() - t0
-                for i, p in enumerate(parsed):
-                    if p.valid and p.label:
-                        verifier_scores[i] = scores[p.label]
-        loglik = None
-        if ctx.spec.likelihood:
-            t0 = time.perf_counter()
+    parsed = [parse_answer(c.text, labels, ctx.spec.mode) for c in cands]
+    verifier_scores = _verifier_scores(ctx, clock, audio, parsed, transcript)
+    loglik = None
+    if ctx.spec.likelihood:
+        with clock.timing():
             loglik = np.asarray(
                 ctx.backend.score_labels(
                     audio, label_scoring_prompt(labels, transcript=transcript), labels
                 ),
                 dtype=float,
             )
-            model_s += time.perf_counter() - t0
-    except (AudioError, BackendError) as exc:
-        _record_failure(ctx, clip, str(exc).splitlines()[0], time.perf_counter() - started, model_s)
-        return ClipOutcome(clip.id, False, time.perf_counter() - started, model_s, error=str(exc))
 
     cs = _candidate_set(parsed, cands, verifier_scores, loglik, len(labels))
     strategies = applicable_strategies(
@@ -342,27 +321,11 @@ def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
         has_likelihood=loglik is not None,
     )
     results = aggregate(cs, strategies, tau=ctx.spec.tau)
-    row = ctx.human_index.get(clip.id)
-    human_dist = ctx.human.dist[row] if row is not None else None
-    majority = int(ctx.human.majority[row]) if row is not None else -1
-    predictions = []
-    for name, dist in results.items():
-        if dist is None:
-            continue
-        js, bc, agree = clip_scores(human_dist, majority, dist)
-        predictions.append(
-            Prediction(
-                ctx.run.id,
-                name,
-                clip.id,
-                dist,
-                labels[int(np.argmax(dist))],
-                _entropy(dist),
-                js,
-                bc,
-                agree,
-            )
-        )
+    predictions = [
+        prediction(ctx.run, name, clip, dist, labels, ctx.scorer)
+        for name, dist in results.items()
+        if dist is not None
+    ]
     samples = [
         Sample(
             ctx.run.id,
@@ -380,15 +343,10 @@ def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
         )
         for i, (c, p) in enumerate(zip(cands, parsed, strict=True))
     ]
-    seconds = time.perf_counter() - started
+    seconds = clock.elapsed()
     warnings = list(audio.warnings)
     with ctx.ws.transaction():
-        ctx.ws.conn.execute(
-            "DELETE FROM samples WHERE run_id = ? AND clip_id = ?", (ctx.run.id, clip.id)
-        )
-        ctx.ws.conn.execute(
-            "DELETE FROM predictions WHERE run_id = ? AND clip_id = ?", (ctx.run.id, clip.id)
-        )
+        clear_clip(ctx.ws, ctx.run, clip)
         ctx.ws.add_samples(samples)
         ctx.ws.add_predictions(predictions)
         ctx.ws.set_run_clip(
@@ -398,64 +356,21 @@ def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
             warnings=warnings,
             label_loglik=None if loglik is None else codec.encode_dist(loglik),
             seconds=seconds,
-            model_seconds=model_s,
+            model_seconds=clock.model_seconds,
         )
     n_valid = sum(p.valid for p in parsed)
-    return ClipOutcome(clip.id, True, seconds, model_s, n_valid, len(parsed), warnings=warnings)
-
-
-def _record_failure(
-    ctx: RunContext, clip: Clip, error: str, seconds: float, model_seconds: float
-) -> None:
-    with ctx.ws.transaction():
-        ctx.ws.set_run_clip(
-            ctx.run.id,
-            clip.id,
-            "failed",
-            error=error,
-            seconds=seconds,
-            model_seconds=model_seconds,
-        )
-
-
-@dataclass
-class RunProgress:
-    done: int
-    total: int
-    failed: int
-    elapsed: float
-    last: ClipOutcome | None
-
-
-@dataclass
-class RunResult:
-    run: Run
-    created: bool
-    total: int
-    skipped: int
-    processed: int
-    failed: int
-    seconds: float
-    model_seconds: float
-    candidates: int
-    invalid: int
-    stopped: bool
-    failures: list[tuple[str, str]]
-
-
-def select_clips(
-    ws: Workspace,
-    ds: Dataset,
-    where: str | None,
-    limit: int | None,
-    run_id: int | None = None,
-    strategy: str | None = None,
-) -> list[int]:
-    from ambiscope.core.browse.filters import select_clip_ids
-
-    return select_clip_ids(
-        ws.conn, where, dataset_id=ds.id, run_id=run_id, strategy=strategy, limit=limit
+    return ClipOutcome(
+        clip.id, True, seconds, clock.model_seconds, len(parsed), n_valid, warnings=warnings
     )
+
+
+@dataclass
+class RunResult(LoopResult):
+    """A sampling run's totals; every answer is a candidate."""
+
+    @property
+    def candidates(self) -> int:
+        return self.answers
 
 
 def execute_run(
@@ -473,70 +388,25 @@ def execute_run(
     """Create or resume the run for `spec` and process the selected clips in order."""
     ds = ws.get_dataset(spec.dataset)
     template = load_prompt(spec)
-    owns_backend = backend is None
-    backend = backend or open_backend(spec)
-    owns_verifier = False
-    try:
+    with ExitStack() as stack:
+        backend = stack.enter_context(using_backend(backend, spec))
         if spec.verifier and verifier is None:
-            owns_verifier = spec.verifier != "self"
-            verifier = backend if not owns_verifier else open_backend(spec, spec.verifier)
+            verifier = (
+                backend
+                if spec.verifier == "self"
+                else stack.enter_context(using_backend(None, spec, spec.verifier))
+            )
         run, created = find_or_create_run(ws, ds, spec, template, backend)
-        selected = list(clip_ids) if clip_ids is not None else select_clips(ws, ds, where, limit)
-        done = ws.run_clip_ids(run.id, status="done")
-        todo = [cid for cid in selected if cid not in done]
-        human = load_human(ws, ds)
-        ctx = RunContext(
+        scorer = ReferenceScorer(load_human(ws, ds))
+        ctx = RunContext(ws, ds, run, spec, template, backend, verifier, scorer)
+        return run_selected(
             ws,
             ds,
-            run,
-            spec,
-            template,
-            backend,
-            verifier,
-            human,
-            {int(c): i for i, c in enumerate(human.clip_ids)},
+            RunResult(run, created),
+            partial(process_clip, ctx),
+            clip_ids=clip_ids,
+            where=where,
+            limit=limit,
+            on_progress=on_progress,
+            should_stop=should_stop,
         )
-        return _loop(ctx, todo, len(selected), created, on_progress, should_stop)
-    finally:
-        if owns_backend:
-            backend.close()
-        if owns_verifier and verifier is not None:
-            verifier.close()
-
-
-def _loop(
-    ctx: RunContext,
-    todo: list[int],
-    total: int,
-    created: bool,
-    on_progress: Callable[[RunProgress], None] | None,
-    should_stop: Callable[[], bool] | None,
-) -> RunResult:
-    started = time.perf_counter()
-    result = RunResult(ctx.run, created, total, total - len(todo), 0, 0, 0.0, 0.0, 0, 0, False, [])
-    for clip_id in todo:
-        if should_stop is not None and should_stop():
-            result.stopped = True
-            break
-        clip = ctx.ws.get_clip(clip_id)
-        outcome = process_clip(ctx, clip)
-        result.processed += 1
-        result.model_seconds += outcome.model_seconds
-        if outcome.ok:
-            result.candidates += outcome.n_candidates
-            result.invalid += outcome.n_candidates - outcome.n_valid
-        else:
-            result.failed += 1
-            result.failures.append((clip.key, outcome.error or "failed"))
-        if on_progress is not None:
-            on_progress(
-                RunProgress(
-                    result.skipped + result.processed,
-                    total,
-                    result.failed,
-                    time.perf_counter() - started,
-                    outcome,
-                )
-            )
-    result.seconds = time.perf_counter() - started
-    return result

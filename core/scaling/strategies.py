@@ -13,6 +13,14 @@ v_i its verifier score P(Yes), and L_k the log-likelihood of label string k.
 Each strategy returns a length-K float64 vector summing to 1, or None when it cannot be
 computed for this clip (no valid candidate, no log-probabilities, no verifier scores).
 Ties between candidates go to the earliest one, which keeps results deterministic.
+
+Each strategy is ONE function decorated with `@strategy(...)`, which registers it in
+`STRATEGIES` with what it needs (`needs`: log-probabilities, verifier scores, label
+likelihoods), the output modes it applies to, whether it can be re-aggregated for
+N-scaling curves (`scalable`) and its keyword parameters (read from its signature).
+`applicable_strategies`, the parameter routing, the benchmark table's row order, the
+report's N-scaling choices and the TUI's default strategy all read those declarations,
+so a new strategy is one decorated function here and nothing else.
 """
 
 from __future__ import annotations
@@ -25,9 +33,18 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import digamma, gammaln
 
+from ambiscope.core.alm.prompts import MODES
+from ambiscope.core.registry import Registry
+
 Strategy = Callable[..., "np.ndarray | None"]
 
-_MODES = ("label", "distribution", "cot")
+NEEDS: tuple[str, ...] = ("logprobs", "verifier", "likelihood")
+"""What a strategy may need beyond the candidates' answers (`CandidateSet.has_<need>`)."""
+
+STRATEGIES: Registry[Strategy] = Registry("strategy")
+"""Name -> strategy function; metadata: needs, modes, scalable, first_answer, params,
+preference, default_curve (see `strategy`)."""
+
 DIRICHLET_EPS = 1e-3
 _ROW_SUM_TOL = 1e-4
 
@@ -153,6 +170,53 @@ def _positive(value: float, name: str) -> float:
     return float(value)
 
 
+def strategy(
+    name: str,
+    *,
+    needs: Iterable[str] = (),
+    modes: Iterable[str] = MODES,
+    scalable: bool = True,
+    first_answer: bool = False,
+    preference: int | None = None,
+    default_curve: bool = False,
+) -> Callable[[Strategy], Strategy]:
+    """Register a strategy in `STRATEGIES`, declaring what it needs.
+
+    needs: data beyond the answers (a subset of NEEDS); modes: the output modes whose runs
+    report it; scalable: False when its value does not depend on N (no N-scaling curve);
+    first_answer: it is "the first answer" (N = 1), the benchmark table's default baseline;
+    preference: rank among the strategies shown first (lower first, None = never first);
+    default_curve: plotted in the report's N-scaling curves by default. Keyword-only
+    parameters of the function (tau, eps, ...) become its tunable parameters.
+    """
+    needs, modes = tuple(needs), tuple(modes)
+    unknown = [n for n in needs if n not in NEEDS] + [m for m in modes if m not in MODES]
+    if unknown:
+        raise ValueError(f"strategy {name!r}: unknown needs or modes {', '.join(unknown)}")
+
+    def decorate(fn: Strategy) -> Strategy:
+        params = frozenset(
+            p.name
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        )
+        STRATEGIES.add(
+            name,
+            fn,
+            needs=needs,
+            modes=modes,
+            scalable=scalable,
+            first_answer=first_answer,
+            params=params,
+            preference=preference,
+            default_curve=default_curve,
+        )
+        return fn
+
+    return decorate
+
+
+@strategy("single", modes=("label", "distribution"), first_answer=True)
 def single(cs: CandidateSet) -> np.ndarray | None:
     """The first valid candidate's distribution: the N = 1 baseline.
 
@@ -163,6 +227,7 @@ def single(cs: CandidateSet) -> np.ndarray | None:
     return cs.dists[idx[0]].copy() if idx.size else None
 
 
+@strategy("cot", modes=("cot",), first_answer=True)
 def cot(cs: CandidateSet) -> np.ndarray | None:
     """Chain-of-thought: the first valid CoT answer (p = d_f), as `single` for cot runs.
 
@@ -172,6 +237,7 @@ def cot(cs: CandidateSet) -> np.ndarray | None:
     return single(cs)
 
 
+@strategy("vote", preference=2, default_curve=True)
 def vote(cs: CandidateSet) -> np.ndarray | None:
     """Majority vote as a distribution: p = mean_i d_i over valid candidates.
 
@@ -182,6 +248,7 @@ def vote(cs: CandidateSet) -> np.ndarray | None:
     return _mixture(cs.dists[cs.valid], np.ones(cs.n_valid))
 
 
+@strategy("bon", needs=("logprobs",), preference=3)
 def bon(cs: CandidateSet) -> np.ndarray | None:
     """Best-of-N: p = d_j, j = argmax_i l_i over valid candidates with a log-probability.
 
@@ -194,6 +261,7 @@ def bon(cs: CandidateSet) -> np.ndarray | None:
     return cs.dists[idx[int(np.argmax(cs.logprob_norm[idx]))]].copy()
 
 
+@strategy("wbon", needs=("logprobs",), preference=0, default_curve=True)
 def wbon(cs: CandidateSet, *, tau: float = 1.0) -> np.ndarray | None:
     """Weighted Best-of-N: p = sum_i w_i d_i, w = softmax(l / tau) over valid candidates.
 
@@ -207,6 +275,7 @@ def wbon(cs: CandidateSet, *, tau: float = 1.0) -> np.ndarray | None:
     return _mixture(cs.dists[mask], _softmax(cs.logprob_norm[mask] / tau))
 
 
+@strategy("verifier", needs=("verifier",))
 def verifier(cs: CandidateSet) -> np.ndarray | None:
     """ALM-as-verifier: p = d_j, j = argmax_i v_i over valid, scored candidates."""
     mask = cs.valid & np.isfinite(cs.verifier)
@@ -216,6 +285,7 @@ def verifier(cs: CandidateSet) -> np.ndarray | None:
     return cs.dists[idx[int(np.argmax(cs.verifier[idx]))]].copy()
 
 
+@strategy("wverifier", needs=("verifier",), preference=1)
 def wverifier(cs: CandidateSet) -> np.ndarray | None:
     """Weighted ALM-verifier: p = sum_i (v_i / sum_j v_j) d_i over valid, scored candidates.
 
@@ -280,6 +350,7 @@ def dirichlet_alpha(p: np.ndarray) -> np.ndarray | None:
     return alpha
 
 
+@strategy("dirichlet")
 def dirichlet(cs: CandidateSet, *, eps: float = DIRICHLET_EPS) -> np.ndarray | None:
     """Dirichlet pooling: p = alpha / sum(alpha), alpha = Dirichlet MLE over valid d_i.
 
@@ -301,6 +372,7 @@ def dirichlet(cs: CandidateSet, *, eps: float = DIRICHLET_EPS) -> np.ndarray | N
     return alpha / alpha.sum()
 
 
+@strategy("likelihood", needs=("likelihood",), scalable=False)
 def likelihood(cs: CandidateSet, *, temperature: float = 1.0) -> np.ndarray | None:
     """Exact label distribution: p = softmax(L / T) over the K label strings.
 
@@ -317,50 +389,56 @@ def likelihood(cs: CandidateSet, *, temperature: float = 1.0) -> np.ndarray | No
     return _softmax(loglik / temperature)
 
 
-STRATEGIES: dict[str, Strategy] = {
-    "single": single,
-    "cot": cot,
-    "vote": vote,
-    "bon": bon,
-    "wbon": wbon,
-    "verifier": verifier,
-    "wverifier": wverifier,
-    "dirichlet": dirichlet,
-    "likelihood": likelihood,
-}
-ALL_STRATEGIES: tuple[str, ...] = tuple(STRATEGIES)
-
-_PARAMS: dict[str, frozenset[str]] = {
-    name: frozenset(
-        p.name
-        for p in inspect.signature(fn).parameters.values()
-        if p.kind is inspect.Parameter.KEYWORD_ONLY
-    )
-    for name, fn in STRATEGIES.items()
-}
-
-
 def applicable_strategies(
     mode: str, has_logprobs: bool, has_verifier: bool, has_likelihood: bool
 ) -> list[str]:
-    """The strategies a run can report, in ALL_STRATEGIES order.
+    """The strategies a run can report, in registration order (see `strategy`).
 
-    `cot` only for cot-mode runs and `single` only for the others (both are "the first
-    answer"; the name says which prompt made it); bon/wbon need log-probabilities,
-    verifier/wverifier verifier scores, likelihood label-string scores.
+    A strategy applies when the run's mode is among its modes and the run has everything
+    it needs: e.g. `cot` only for cot-mode runs and `single` only for the others (both are
+    "the first answer"; the name says which prompt made it), bon/wbon need
+    log-probabilities, verifier/wverifier verifier scores, likelihood label-string scores.
     """
-    if mode not in _MODES:
-        raise ValueError(f"unknown output mode {mode!r} (expected {', '.join(_MODES)})")
-    needs = {
-        "single": mode != "cot",
-        "cot": mode == "cot",
-        "bon": has_logprobs,
-        "wbon": has_logprobs,
-        "verifier": has_verifier,
-        "wverifier": has_verifier,
-        "likelihood": has_likelihood,
-    }
-    return [name for name in ALL_STRATEGIES if needs.get(name, True)]
+    if mode not in MODES:
+        raise ValueError(f"unknown output mode {mode!r} (expected {', '.join(MODES)})")
+    have = {"logprobs": has_logprobs, "verifier": has_verifier, "likelihood": has_likelihood}
+    return [
+        name
+        for name in STRATEGIES.names()
+        if mode in STRATEGIES.meta(name)["modes"]
+        and all(have[need] for need in STRATEGIES.meta(name)["needs"])
+    ]
+
+
+def scalable_strategies() -> tuple[str, ...]:
+    """Strategies whose value depends on N, so an N-scaling curve means something."""
+    return tuple(n for n in STRATEGIES.names() if STRATEGIES.meta(n)["scalable"])
+
+
+def first_answer_strategies() -> tuple[str, ...]:
+    """Strategies that report the first answer (N = 1), one per kind of prompt."""
+    return tuple(n for n in STRATEGIES.names() if STRATEGIES.meta(n)["first_answer"])
+
+
+def default_curves() -> tuple[str, ...]:
+    """Strategies the report plots as N-scaling curves unless told otherwise."""
+    return tuple(n for n in STRATEGIES.names() if STRATEGIES.meta(n)["default_curve"])
+
+
+def preferred_strategy(available: Iterable[str]) -> str | None:
+    """The available strategy to show first (lowest declared preference), or None."""
+    ranked = [
+        (STRATEGIES.meta(n)["preference"], n)
+        for n in available
+        if n in STRATEGIES and STRATEGIES.meta(n)["preference"] is not None
+    ]
+    return min(ranked)[1] if ranked else None
+
+
+def strategy_rank(name: str) -> tuple[int, str]:
+    """Sort key: registration order, unknown names last (alphabetically)."""
+    names = STRATEGIES.names()
+    return (names.index(name) if name in names else len(names), name)
 
 
 def _check(strategies: Iterable[str], params: dict[str, float]) -> list[str]:
@@ -368,9 +446,9 @@ def _check(strategies: Iterable[str], params: dict[str, float]) -> list[str]:
     unknown = [name for name in names if name not in STRATEGIES]
     if unknown:
         raise ValueError(
-            f"unknown strategy {', '.join(unknown)} (known: {', '.join(ALL_STRATEGIES)})"
+            f"unknown strategy {', '.join(unknown)} (known: {', '.join(STRATEGIES.names())})"
         )
-    known = frozenset().union(*_PARAMS.values())
+    known = frozenset().union(*(STRATEGIES.meta(n)["params"] for n in STRATEGIES.names()))
     bad = sorted(set(params) - known)
     if bad:
         raise ValueError(
@@ -380,7 +458,8 @@ def _check(strategies: Iterable[str], params: dict[str, float]) -> list[str]:
 
 
 def _run(name: str, cs: CandidateSet, params: dict[str, float]) -> np.ndarray | None:
-    return STRATEGIES[name](cs, **{k: v for k, v in params.items() if k in _PARAMS[name]})
+    takes = STRATEGIES.meta(name)["params"]
+    return STRATEGIES[name](cs, **{k: v for k, v in params.items() if k in takes})
 
 
 def aggregate(

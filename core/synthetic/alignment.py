@@ -5,7 +5,7 @@ a time: with k raters the synthetic distribution of a clip is the histogram of t
 votes, compared with the human distribution by JS divergence and the Bhattacharyya
 coefficient (BC). The curve is summarised by a saturating exponential and by the point
 where adding raters stops paying off. This module computes all of that from a stored
-synthetic run (core/synthetic.py).
+synthetic run (`synthetic.raters`; its rater plan from `synthetic.spec.run_raters`).
 
 Definitions (all implemented below, all in the report):
 
@@ -50,6 +50,9 @@ from ambiscope.core.reference.distributions import (
     fleiss_kappa,
 )
 from ambiscope.core.reference.distributions import human_distribution as normalise_counts
+from ambiscope.core.reference.human import dataset_options, load_human
+from ambiscope.core.reference.pooled import reference_counts, rows_of
+from ambiscope.core.synthetic.spec import is_synthetic_run, rater_labels
 
 METRICS: tuple[str, ...] = ("js", "bc", "combined_js", "combined_bc")
 ALL = "all"
@@ -395,14 +398,6 @@ def align_run(
     ws: Any, dataset: str | int, run_id: int, *, orderings: int = 20, seed: int = 0
 ) -> AlignmentReport:
     """Alignment report of one synthetic run against the dataset's human reference."""
-    from ambiscope.core.reference.human import dataset_options, load_human
-    from ambiscope.core.synthetic.raters import (
-        is_synthetic_run,
-        rater_labels,
-        reference_counts,
-        rows_of,
-    )
-
     ds = ws.get_dataset(dataset)
     run = ws.get_run(run_id)
     if run.dataset_id != ds.id:

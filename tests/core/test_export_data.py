@@ -1,9 +1,9 @@
 """Export test support (workspaces with stored runs) and tests of the snapshot reads.
 
 Exports only read stored rows, so the workspaces here get their runs by writing samples
-and predictions directly (the same rows ambiscope.core.scaling.run writes): candidates are drawn from a
-noisy copy of each clip's human distribution, some unreadable, with log-probabilities and
-verifier scores, and aggregated with the real strategies.
+and predictions directly (the same rows ambiscope.core.scaling.run writes): candidates are
+drawn from a noisy copy of each clip's human distribution, some unreadable, with
+log-probabilities and verifier scores, and aggregated with the real strategies.
 """
 
 from __future__ import annotations
@@ -15,16 +15,9 @@ import numpy as np
 import pytest
 
 from ambiscope.core.demo import DemoSpec, build_demo
-from ambiscope.core.export._common import ExportError
-from ambiscope.core.export.data import (
-    compute_human,
-    load_dataset,
-    load_members,
-    load_reference,
-    parse_reference,
-    reference_options,
-)
-from ambiscope.core.reference.human import load_human
+from ambiscope.core.export.data import load_dataset, load_members
+from ambiscope.core.reference import REFERENCES, reference_name
+from ambiscope.core.reference.human import compute_human, load_human, snapshot_human
 from ambiscope.core.reference.prediction_scores import clip_scores
 from ambiscope.core.scaling.strategies import CandidateSet, aggregate
 from ambiscope.db import Prediction, Run, RunIn, Sample, Workspace
@@ -135,18 +128,19 @@ def demo_db(demo_template: Path, tmp_path: Path) -> Path:
 
 
 # ----------------------------------------------------------------------------- tests
-def test_parse_reference() -> None:
-    assert parse_reference(None) == "human"
-    assert parse_reference("Combined") == "combined"
-    with pytest.raises(ExportError, match="human, synthetic, combined"):
-        parse_reference("robots")
+def test_reference_names_come_from_the_registry() -> None:
+    assert REFERENCES.names() == ("human", "synthetic", "combined")
+    assert reference_name(None) == "human"
+    assert reference_name("Combined") == "combined"
+    with pytest.raises(ValueError, match="human, synthetic, combined"):
+        reference_name("robots")
 
 
 def test_in_memory_reference_matches_the_cache(demo_db: Path) -> None:
     with Workspace.open(demo_db) as ws:
         ds = ws.get_dataset("demo")
         cached = load_human(ws, ds)
-        fresh = compute_human(ws, ds, reference_options(ds))
+        fresh = compute_human(ws, ds)
         assert np.array_equal(cached.clip_ids, fresh.clip_ids)
         assert np.allclose(cached.dist, fresh.dist, equal_nan=True, atol=1e-6)
         assert list(cached.ambiguity) == list(fresh.ambiguity)
@@ -164,7 +158,7 @@ def test_stale_cache_inside_snapshot_is_recomputed_not_written(demo_db: Path) ->
         ws.add_votes(ds.id, [VoteIn(clip.id, ann, "angry")])  # cache now stale
         before = ws.human_state(ds.id)
         with ws.snapshot():
-            human, source = load_reference(ws, ds)
+            human, source = snapshot_human(ws, ds)
         assert source.startswith("votes")
         assert ws.human_state(ds.id) == before  # nothing written
         row = int(np.flatnonzero(human.clip_ids == clip.id)[0])

@@ -23,8 +23,9 @@ from ambiscope.core.export.tables import (
     latex_escape,
     render,
 )
-from ambiscope.core.metrics.bootstrap import SUPPORTED, CohortMember, evaluate_cohort
-from ambiscope.core.metrics.functions import metric_table, paired_bootstrap
+from ambiscope.core.metrics.bootstrap import CohortMember, cohort_metrics, evaluate_cohort
+from ambiscope.core.metrics.resampling import paired_bootstrap
+from ambiscope.core.metrics.table import metric_table
 from ambiscope.db import Workspace
 from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
@@ -50,7 +51,7 @@ def test_shared_bootstrap_equals_metric_table_for_every_member() -> None:
     P, Q1, Q2, groups, inv, cand = _toy()
     members = [CohortMember(Q1, inv, cand), CohortMember(Q2, inv, cand)]
     result = evaluate_cohort(
-        P, members, groups, metrics=SUPPORTED, order=LEVELS, bootstrap=150, seed=4
+        P, members, groups, metrics=cohort_metrics(), order=LEVELS, bootstrap=150, seed=4
     )
     for i, Q in enumerate((Q1, Q2)):
         reference = metric_table(
@@ -82,10 +83,17 @@ def test_paired_comparison_equals_paired_bootstrap() -> None:
     P, Q1, Q2, groups, *_ = _toy(seed=1)
     members = [CohortMember(Q1), CohortMember(Q2)]
     result = evaluate_cohort(
-        P, members, groups, metrics=SUPPORTED, order=LEVELS, pairs=[(0, 1)], bootstrap=200, seed=9
+        P,
+        members,
+        groups,
+        metrics=cohort_metrics(),
+        order=LEVELS,
+        pairs=[(0, 1)],
+        bootstrap=200,
+        seed=9,
     )
     reference = paired_bootstrap(P, Q1, Q2, n_resamples=200, seed=9)
-    for metric in SUPPORTED:
+    for metric in cohort_metrics():
         if metric == "invalid_rate":
             continue
         for key in ("diff", "lo", "hi", "p"):

@@ -128,14 +128,17 @@ async def test_flag_tag_note_vote_and_undo(workspace: Path) -> None:
         with Workspace.open(workspace, readonly=True) as ws:
             assert ws.get_note(clip_id, author="tester") == "sounds sarcastic"
 
-        labels = screen.detail.labels  # type: ignore[union-attr]
+        assert screen.detail is not None
+        labels = screen.detail.labels
         await pilot.press("3")
         await settle(pilot, screen)
         assert _self_votes(workspace, clip_id) == [labels[2]]
         await until(pilot, lambda: table.row(0).own_vote == labels[2])
         await until(
             pilot,
-            lambda: any(v.kind == "self" for v in screen.detail.votes),  # type: ignore[union-attr]
+            lambda: (
+                screen.detail is not None and any(v.kind == "self" for v in screen.detail.votes)
+            ),
         )
 
         # undo walks back: vote, note, tag, flag
@@ -224,13 +227,42 @@ async def test_export_clip_wav_and_filter_csv(workspace: Path, tmp_path: Path) -
         app.screen.query_one("#path", Input).value = str(target)
         await pilot.press("enter")
         await until(pilot, lambda: any("exported" in n.message for n in app._notifications))
-        # core/export writes a folder (data + provenance); the fallback a single CSV
-        csv_file = target if target.is_file() else next(target.glob("*.csv"))
+        # a folder with the data and its provenance, as `ambiscope export subset`
+        csv_file = next(target.glob("*.csv"))
+        assert any(target.glob("*provenance*"))
         import csv
 
         with csv_file.open() as f:
             records = list(csv.reader(f))
         assert len(records) == 1 + _count(workspace, "ambiguity:high")
+
+
+async def test_export_offers_the_registered_formats_and_writes_a_table(
+    workspace: Path, tmp_path: Path
+) -> None:
+    from textual.widgets import Select
+
+    from ambiscope.core.export import SUBSET_FORMATS, TABLE_FORMATS
+    from ambiscope.tui.screens.modals import ExportModal
+
+    app = make_app(workspace)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await pilot.press("e")
+        await until(pilot, lambda: isinstance(app.screen, ExportModal))
+        modal = app.screen
+        assert isinstance(modal, ExportModal)
+        assert modal.subset_formats == list(SUBSET_FORMATS.names())
+        assert modal.table_formats == list(TABLE_FORMATS.names())
+        modal.query_one("#what", Select).value = "metrics:md"
+        await pilot.pause()
+        assert modal.query_one("#path", Input).value == "./ambiscope-metrics.md"
+        target = tmp_path / "table.md"
+        modal.query_one("#path", Input).value = str(target)
+        await pilot.press("enter")
+        await until(pilot, lambda: any("exported" in n.message for n in app._notifications))
+    assert target.read_text().lstrip().startswith("|")
+    assert (tmp_path / "table.md.provenance.json").exists()
 
 
 async def test_run_picker_and_no_model(workspace: Path) -> None:

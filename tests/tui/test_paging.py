@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
+import pytest
 from textual.geometry import Region
 
 from ambiscope.core.browse import query as browse
@@ -50,18 +52,28 @@ async def test_small_pages_follow_the_ordered_ids(workspace: Path) -> None:
         )
 
 
-async def test_a_new_query_brings_its_first_detail(workspace: Path, monkeypatch) -> None:
+@pytest.fixture
+def detail_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The clip ids the detail pane reads, in order (the real reads still happen)."""
+    calls: list[int] = []
+    real = data.load_detail
+
+    def load_detail(access: data.WorkspaceAccess, clip_id: int, *rest: Any) -> data.ClipDetail:
+        calls.append(clip_id)
+        return real(access, clip_id, *rest)
+
+    monkeypatch.setattr(data, "load_detail", load_detail)
+    return calls
+
+
+async def test_a_new_query_brings_its_first_detail(
+    workspace: Path, detail_reads: list[int]
+) -> None:
     app = make_app(workspace)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await ready(pilot)
-        table = screen.query_one(ClipTable)
-        calls: list[int] = []
-        real = data.load_detail
-        monkeypatch.setattr(
-            data,
-            "load_detail",
-            lambda access, clip, *a: calls.append(clip) or real(access, clip, *a),
-        )
+        table = screen.table
+        detail_reads.clear()  # from here on
         screen.set_sort("entropy", descending=True)
         await until(
             pilot,
@@ -72,23 +84,17 @@ async def test_a_new_query_brings_its_first_detail(workspace: Path, monkeypatch)
             ),
         )
         await pilot.pause(0.3)
-        assert calls == [table.ids[0]]  # read once, with the query's ids
+        assert detail_reads == [table.ids[0]]  # read once, with the query's ids
 
 
 async def test_held_keys_load_the_detail_once_the_cursor_rests(
-    workspace: Path, monkeypatch
+    workspace: Path, detail_reads: list[int]
 ) -> None:
     app = make_app(workspace)
     async with app.run_test(size=(100, 30)) as pilot:
         screen = await ready(pilot)
-        table = screen.query_one(ClipTable)
-        calls: list[int] = []
-        real = data.load_detail
-        monkeypatch.setattr(
-            data,
-            "load_detail",
-            lambda access, clip, *a: calls.append(clip) or real(access, clip, *a),
-        )
+        table = screen.table
+        detail_reads.clear()  # from here on
         table.focus()
         for _ in range(6):
             table.action_cursor(1)  # faster than any key repeat
@@ -97,7 +103,7 @@ async def test_held_keys_load_the_detail_once_the_cursor_rests(
             lambda: screen.detail is not None and screen.detail.clip.id == table.current_clip_id,
         )
         assert table.cursor_row == 6
-        assert calls == [table.current_clip_id]
+        assert detail_reads == [table.current_clip_id]
 
 
 async def test_row_strips_are_redrawn_when_rows_or_cursor_change(workspace: Path) -> None:

@@ -13,25 +13,24 @@ from click.testing import CliRunner
 from textual.widgets import DataTable, Input, Static
 
 from ambiscope.core.demo import DemoSpec, build_demo
-from ambiscope.core.jobs import queue as core_jobs
+from ambiscope.core.jobs.queue import claim_next
+from ambiscope.core.scaling.job import enqueue_resample
 from ambiscope.core.scaling.run import RunSpec
 from ambiscope.db import Workspace
-from ambiscope.tui.cli.app import _standalone
+from ambiscope.db.jobs import list_jobs, list_workers
+from ambiscope.tui.cli.main import main
 from ambiscope.tui.screens.jobs import JobsScreen
 from ambiscope.tui.screens.metrics import MetricsScreen
 from ambiscope.tui.screens.resample import ResampleModal
 from ambiscope.tui.widgets.clip_table import ClipTable
 from ambiscope.tui.widgets.detail import DetailView
-from tests.tui.helpers import make_app, ready, until
+from tests.tui.helpers import make_app, open_screen, ready, until
 
 
 async def test_metrics_screen_computes_and_cancels(workspace: Path) -> None:
     app = make_app(workspace, bootstrap=50)
     async with app.run_test(size=(120, 40)) as pilot:
-        await ready(pilot)
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MetricsScreen))
-        screen = app.screen
+        screen = await open_screen(pilot, "m", MetricsScreen)
         await until(pilot, lambda: any("js_lo" in r for r in screen.rows), timeout=30)
         table = screen.query_one(DataTable)
         # 2 strategies x (3 levels + all)
@@ -52,18 +51,15 @@ async def test_metrics_screen_computes_and_cancels(workspace: Path) -> None:
 async def test_jobs_screen_shows_stale_and_cancels(workspace: Path) -> None:
     with Workspace.open(workspace) as ws:
         spec = RunSpec(dataset="demo", model="nowhere/model", n=2)
-        queued = core_jobs.enqueue_resample(ws, spec, clip_ids=[1, 2])
-        stale = core_jobs.enqueue_resample(ws, spec, clip_ids=[3])
-        claimed = core_jobs.claim_next(ws, "ghost:1:x", lease_s=0.01, pid_check=False)
+        queued = enqueue_resample(ws, spec, clip_ids=[1, 2])
+        stale = enqueue_resample(ws, spec, clip_ids=[3])
+        claimed = claim_next(ws, "ghost:1:x", lease_s=0.01, pid_check=False)
         assert claimed is not None and claimed.id == queued.id
     del stale
     time.sleep(0.05)
     app = make_app(workspace, poll=0.2)
     async with app.run_test(size=(120, 30)) as pilot:
-        await ready(pilot)
-        await pilot.press("J")
-        await until(pilot, lambda: isinstance(app.screen, JobsScreen))
-        screen = app.screen
+        screen = await open_screen(pilot, "J", JobsScreen)
         await until(pilot, lambda: screen.snapshot is not None and screen.snapshot.rows)
         rows = {r.job.id: r for r in screen.snapshot.rows}
         assert rows[queued.id].stale
@@ -101,7 +97,7 @@ async def test_workspace_without_runs_and_missing_audio(tmp_path: Path) -> None:
 
 def test_cli_rejects_missing_and_foreign_workspaces(tmp_path: Path) -> None:
     runner = CliRunner()
-    result = runner.invoke(_standalone, ["tui", "--db", str(tmp_path / "nope.db")])
+    result = runner.invoke(main, ["tui", "--db", str(tmp_path / "nope.db")])
     assert result.exit_code == 1
     assert "no workspace here" in result.output
     assert "Traceback" not in result.output
@@ -110,12 +106,12 @@ def test_cli_rejects_missing_and_foreign_workspaces(tmp_path: Path) -> None:
     con.execute("CREATE TABLE t (x)")
     con.commit()
     con.close()
-    result = runner.invoke(_standalone, ["serve", "--db", str(foreign)])
+    result = runner.invoke(main, ["serve", "--db", str(foreign)])
     assert result.exit_code == 1
     assert "not an ambiscope workspace" in result.output
     text = tmp_path / "notes.txt"
     text.write_text("hello, this is not sqlite at all" * 100)
-    result = runner.invoke(_standalone, ["tui", "--db", str(text)])
+    result = runner.invoke(main, ["tui", "--db", str(text)])
     assert result.exit_code == 1
     assert "Traceback" not in result.output
 
@@ -136,7 +132,8 @@ async def test_resample_job_runs_on_a_real_worker(workspace: Path, tiny_model_di
                 ),
             )
             clip_id = table.current_clip_id
-            runs_before = len(screen.context.runs)  # type: ignore[union-attr]
+            assert screen.context is not None
+            runs_before = len(screen.context.runs)
             await pilot.press("r")
             await until(pilot, lambda: isinstance(app.screen, ResampleModal))
             modal = app.screen
@@ -146,7 +143,7 @@ async def test_resample_job_runs_on_a_real_worker(workspace: Path, tiny_model_di
             await pilot.click("#ok")
             await until(pilot, lambda: not isinstance(app.screen, ResampleModal))
             with Workspace.open(workspace, readonly=True) as ws:
-                pids = [w.pid for w in core_jobs.workers(ws)]
+                pids = [w.pid for w in list_workers(ws)]
             await until(
                 pilot,
                 lambda: (
@@ -160,13 +157,15 @@ async def test_resample_job_runs_on_a_real_worker(workspace: Path, tiny_model_di
                 timeout=150,
             )
             with Workspace.open(workspace, readonly=True) as ws:
-                pids = [w.pid for w in core_jobs.workers(ws)]
-                job = next(
-                    j for j in core_jobs.list_jobs(ws) if j.params.get("clip_ids") == [clip_id]
-                )
+                pids = [w.pid for w in list_workers(ws)]
+                job = next(j for j in list_jobs(ws) if j.params.get("clip_ids") == [clip_id])
             assert job.status == "done", job.error
             # the finished job reloads the context (a new run) and the detail
-            await until(pilot, lambda: len(screen.context.runs) > runs_before, timeout=10)
+            await until(
+                pilot,
+                lambda: screen.context is not None and len(screen.context.runs) > runs_before,
+                timeout=10,
+            )
     finally:
         for pid in pids:  # the detached worker this test started
             with contextlib.suppress(ProcessLookupError):
@@ -185,10 +184,7 @@ async def test_metrics_screen_switches_reference(workspace: Path) -> None:
         )
     app = make_app(workspace, bootstrap=0)
     async with app.run_test(size=(120, 40)) as pilot:
-        await ready(pilot)
-        await pilot.press("m")
-        await until(pilot, lambda: isinstance(app.screen, MetricsScreen))
-        screen = app.screen
+        screen = await open_screen(pilot, "m", MetricsScreen)
         await until(pilot, lambda: bool(screen.rows), timeout=30)
         human_js = {(r["strategy"], r["group"]): r["js"] for r in screen.rows}
         screen.rows = []

@@ -12,9 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from textual.pilot import Pilot
+from textual.widgets import DataTable
 
 from ambiscope.tui.screens.metrics import MetricsScreen
-from tests.tui.helpers import make_app, ready, until
+from tests.tui.helpers import make_app, open_screen, ready, until
 
 
 async def _browser_ready(pilot: Pilot) -> None:
@@ -37,11 +38,19 @@ async def _detail_full(pilot: Pilot) -> None:
     await pilot.pause(0.1)
 
 
-async def _metrics_ready(pilot: Pilot) -> None:
-    await ready(pilot)
-    await pilot.press("m")
-    app = pilot.app
-    await until(pilot, lambda: isinstance(app.screen, MetricsScreen) and bool(app.screen.rows))
+async def _metrics_ready(pilot: Pilot[None]) -> None:
+    screen = await open_screen(pilot, "m", MetricsScreen)
+    await until(pilot, lambda: bool(screen.rows))
+    table = screen.query_one(DataTable)
+
+    def header_fits_rows() -> bool:  # columns are sized to new rows when the table idles
+        header, first = table.render_line(0).text, table.render_line(1).text
+        return header.index("strategy") == first.index(screen.rows[0]["strategy"])
+
+    await until(pilot, header_fits_rows)
+    # the resized header can still be an old paint in the screen's cache, which a running
+    # terminal repaints on its next refresh; a screenshot takes what is cached
+    table.refresh()
     await pilot.pause(0.1)
 
 

@@ -1,30 +1,30 @@
-"""`ambiscope enqueue`, `ambiscope jobs` and `ambiscope worker` (registered in core/cli.py).
+"""Job commands: `enqueue resample`, `jobs` (list, show, cancel, retry, workers), `worker`.
 
-Kept out of core/cli.py so the job system can grow without touching the main command
-file; core/cli.py does `main.add_command(enqueue)`, `main.add_command(jobs)` and
-`main.add_command(worker)`. `enqueue resample` takes exactly the options of `ambiscope
-sample` (looked up from that command on first use, so the two never drift and core/cli.py
-may import this module at its top) plus the clip selection.
-
-Run standalone as `python -m ambiscope.tui.cli.jobs --db PATH worker|jobs|enqueue ...` too.
+`enqueue resample` takes exactly the options of `ambiscope sample` (`sampling_options`)
+plus the clip selection. `worker` runs the same library function as the detached worker
+(`python -m ambiscope.core.jobs`), with the same options.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import click
 
-from ambiscope.db.errors import WorkspaceError
+from ambiscope.tui.cli.options import (
+    JOB_KINDS,
+    RegistryChoice,
+    db_option,
+    json_option,
+    run_spec,
+    sampling_options,
+)
 
-
-def _db_path(ctx: click.Context) -> Path:
-    obj = ctx.find_object(dict) or {}
-    return Path(obj.get("db") or os.environ.get("AMBISCOPE_DB") or "ambiscope.db")
+STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 
 def _age(t: float | None) -> str:
@@ -39,90 +39,71 @@ def _age(t: float | None) -> str:
 
 
 # ------------------------------------------------------------------ enqueue
-class _WithSampleOptions(click.Command):
-    """A command whose options are `ambiscope sample`'s followed by its own.
-
-    The list is built on first use (by then core/cli.py is fully imported) and then kept:
-    click appends and pops its help option on this very list object.
-    """
-
-    _resolved: list[click.Parameter] | None = None
-
-    @property  # type: ignore[override]
-    def params(self) -> list[click.Parameter]:
-        if self._resolved is None:
-            from ambiscope.tui.cli.main import sample
-
-            self._resolved = [*sample.params, *self._own_params]
-        return self._resolved
-
-    @params.setter
-    def params(self, value: list[click.Parameter]) -> None:
-        self._own_params = list(value)
-        self._resolved = None
-
-
 @click.group()
+@db_option(expose_value=False)
 def enqueue() -> None:
     """Queue background work for `ambiscope worker` (watch it with `ambiscope jobs`)."""
 
 
-@enqueue.command("resample", cls=_WithSampleOptions)
+@enqueue.command("resample")
+@sampling_options
 @click.option(
     "--clip", "clip_ids", type=int, multiple=True, help="Clip id to re-sample (repeatable)."
 )
 @click.option("--start-worker", is_flag=True, help="Start a detached worker if none is alive.")
-@click.pass_context
-def enqueue_resample(
-    ctx: click.Context, clip_ids: tuple[int, ...], start_worker: bool, **kw: Any
-) -> None:
+@db_option
+def enqueue_resample(clip_ids: tuple[int, ...], start_worker: bool, db: Path, **kw: Any) -> None:
     """Re-sample clips in the background (same options as `ambiscope sample`).
 
     Select clips with --clip (repeatable) and/or --where (both: the listed clips that
     match); neither means the whole dataset. The selection is fixed when queued.
     """
-    from ambiscope.core.jobs.queue import describe_job, enqueue_resample, ensure_worker
-    from ambiscope.core.scaling.run import RunSpec
+    from ambiscope.core.jobs.kinds import describe_job
+    from ambiscope.core.jobs.spawn import ensure_worker, worker_log_path
+    from ambiscope.core.scaling.job import enqueue_resample as queue_resample
     from ambiscope.db import Workspace
 
-    where, limit = kw.pop("where"), kw.pop("limit")
-    kw["likelihood"] = not kw.pop("no_likelihood")
-    spec = RunSpec(**kw)
-    path = _db_path(ctx)
-    with Workspace.open(path) as ws:
-        job = enqueue_resample(ws, spec, clip_ids=clip_ids or None, where=where, limit=limit)
+    spec, where, limit = run_spec(kw)
+    with Workspace.open(db) as ws:
+        job = queue_resample(ws, spec, clip_ids=clip_ids or None, where=where, limit=limit)
     click.echo(f"job {job.id} queued: resample {describe_job(job)}")
     if start_worker:
-        click.echo(f"worker pid {ensure_worker(path)} is running it (log: {path}.worker.log)")
+        click.echo(f"worker pid {ensure_worker(db)} is running it (log: {worker_log_path(db)})")
     else:
         click.echo("run it with `ambiscope worker` (or enqueue with --start-worker)")
 
 
 # --------------------------------------------------------------------- jobs
 @click.group(invoke_without_command=True)
+@db_option
 @click.pass_context
-def jobs(ctx: click.Context) -> None:
+def jobs(ctx: click.Context, db: Path) -> None:
     """Background jobs: list (default), show ID, cancel ID, retry ID, workers."""
     if ctx.invoked_subcommand is None:
-        ctx.invoke(list_cmd)
+        _print_jobs(db, status=None, kind=None, limit=30, as_json=False)
 
 
 @jobs.command("list")
-@click.option(
-    "--status",
-    type=click.Choice(["queued", "running", "done", "failed", "cancelled"]),
-    help="Only jobs with this status.",
-)
+@click.option("--status", type=click.Choice(STATUSES), help="Only jobs with this status.")
+@click.option("--kind", type=RegistryChoice(JOB_KINDS), help="Only jobs of this kind.")
 @click.option("--limit", default=30, show_default=True, help="Newest N jobs.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def list_cmd(ctx: click.Context, status: str | None, limit: int, as_json: bool) -> None:
+@json_option
+@db_option
+def list_cmd(status: str | None, kind: str | None, limit: int, as_json: bool, db: Path) -> None:
     """Jobs, newest first, with progress and owner."""
-    from ambiscope.core.jobs.queue import describe_job, list_jobs
-    from ambiscope.db import Workspace
+    _print_jobs(db, status=status, kind=kind, limit=limit, as_json=as_json)
 
-    with Workspace.open(_db_path(ctx)) as ws:
-        rows = list_jobs(ws, status=status, limit=limit)
+
+def _print_jobs(
+    db: Path, *, status: str | None, kind: str | None, limit: int, as_json: bool
+) -> None:
+    from ambiscope.core.jobs.kinds import describe_job
+    from ambiscope.db import Workspace
+    from ambiscope.db.jobs import list_jobs
+
+    with Workspace.open(db) as ws:
+        rows = [j for j in list_jobs(ws, status=status) if kind is None or j.kind == kind]
+    rows = rows[:limit]
     if as_json:
         click.echo(json.dumps([_job_dict(j) for j in rows], indent=2))
         return
@@ -141,7 +122,7 @@ def list_cmd(ctx: click.Context, status: str | None, limit: int, as_json: bool) 
 
 
 def _job_dict(job: Any) -> dict[str, Any]:
-    out = {name.strip(): getattr(job, name.strip()) for name in job.COLUMNS.split(",")}
+    out = asdict(job)
     out.pop("params")
     return out
 
@@ -149,19 +130,20 @@ def _job_dict(job: Any) -> dict[str, Any]:
 @jobs.command("show")
 @click.argument("job_id", type=int)
 @click.option("--events", default=20, show_default=True, help="Last N log lines.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-@click.pass_context
-def show_cmd(ctx: click.Context, job_id: int, events: int, as_json: bool) -> None:
+@json_option
+@db_option
+def show_cmd(job_id: int, events: int, as_json: bool, db: Path) -> None:
     """One job: parameters, progress, owner and lease, result, error, log lines."""
-    from ambiscope.core.jobs.queue import describe_job, job_detail
+    from ambiscope.core.jobs.kinds import describe_job
+    from ambiscope.core.jobs.queue import job_detail
     from ambiscope.db import Workspace
 
-    with Workspace.open(_db_path(ctx)) as ws:
+    with Workspace.open(db) as ws:
         d = job_detail(ws, job_id, events=events)
     j = d.job
     if as_json:
         data = {**_job_dict(j), "params": j.params, "result": d.result, "traceback": d.traceback}
-        data["events"] = [_event(e) for e in d.events]
+        data["events"] = [asdict(e) for e in d.events]
         click.echo(json.dumps(data, indent=2, default=str))
         return
     lines = [
@@ -187,19 +169,15 @@ def show_cmd(ctx: click.Context, job_id: int, events: int, as_json: bool) -> Non
         click.echo("traceback:\n" + d.traceback.rstrip())
 
 
-def _event(e: Any) -> dict[str, Any]:
-    return {n.strip(): getattr(e, n.strip()) for n in e.COLUMNS.split(",")}
-
-
 @jobs.command("cancel")
 @click.argument("job_ids", type=int, nargs=-1, required=True)
-@click.pass_context
-def cancel_cmd(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
+@db_option
+def cancel_cmd(job_ids: tuple[int, ...], db: Path) -> None:
     """Cancel jobs: queued ones at once, running ones after their current clip."""
     from ambiscope.core.jobs.queue import cancel_job
     from ambiscope.db import Workspace
 
-    with Workspace.open(_db_path(ctx)) as ws:
+    with Workspace.open(db) as ws:
         for job_id in job_ids:
             job = cancel_job(ws, job_id)
             verb = "cancelled" if job.status == "cancelled" else "cancelling (after this clip)"
@@ -208,13 +186,13 @@ def cancel_cmd(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
 
 @jobs.command("retry")
 @click.argument("job_ids", type=int, nargs=-1, required=True)
-@click.pass_context
-def retry_cmd(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
+@db_option
+def retry_cmd(job_ids: tuple[int, ...], db: Path) -> None:
     """Queue failed or cancelled jobs again; they resume where they stopped."""
     from ambiscope.core.jobs.queue import retry_job
     from ambiscope.db import Workspace
 
-    with Workspace.open(_db_path(ctx)) as ws:
+    with Workspace.open(db) as ws:
         for job_id in job_ids:
             retry_job(ws, job_id)
             click.echo(f"job {job_id}: queued again")
@@ -222,20 +200,22 @@ def retry_cmd(ctx: click.Context, job_ids: tuple[int, ...]) -> None:
 
 @jobs.command("workers")
 @click.option("--all", "show_all", is_flag=True, help="Include stopped and lost workers.")
-@click.pass_context
-def workers_cmd(ctx: click.Context, show_all: bool) -> None:
+@db_option
+def workers_cmd(show_all: bool, db: Path) -> None:
     """Workers of this workspace and whether they are alive."""
-    from ambiscope.core.jobs.queue import workers
+    from ambiscope.core.jobs.liveness import worker_alive
     from ambiscope.db import Workspace
+    from ambiscope.db.jobs import list_workers
 
-    with Workspace.open(_db_path(ctx)) as ws:
-        rows = workers(ws)
-    shown = [w for w in rows if show_all or w.alive()]
+    with Workspace.open(db) as ws:
+        rows = list_workers(ws)
+    shown = [(w, worker_alive(w)) for w in rows]
+    shown = [(w, alive) for w, alive in shown if show_all or alive]
     if not shown:
         click.echo("no live worker (start one: `ambiscope worker`)")
         return
-    for w in shown:
-        state = "alive" if w.alive() else w.status
+    for w, alive in shown:
+        state = "alive" if alive else w.status
         job = f"job {w.current_job}" if w.current_job else "idle"
         click.echo(
             f"{w.id}  {state:<7} {job:<8} device {w.device or 'auto'}  "
@@ -270,46 +250,16 @@ def workers_cmd(ctx: click.Context, show_all: bool) -> None:
 )
 @click.option("--heartbeat", "heartbeat_s", type=float, hidden=True)
 @click.option("--no-pid-check", is_flag=True, hidden=True, help="Recover by lease only.")
-@click.pass_context
-def worker(ctx: click.Context, no_pid_check: bool, **kw: Any) -> None:
+@db_option
+def worker(no_pid_check: bool, db: Path, **kw: Any) -> None:
     """Run background jobs of this workspace (re-sampling) until stopped.
 
     Claims the oldest queued job, renews its lease while it runs, writes each clip in one
     transaction and re-queues jobs of workers that died. SIGTERM / Ctrl-C stop after the
     current clip and hand the job back; several workers (e.g. one per GPU) may share a
-    workspace.
+    workspace. The TUI starts the same worker detached (`python -m ambiscope.core.jobs`).
     """
     from ambiscope.core.jobs.worker import WorkerConfig, run_worker
 
-    config = WorkerConfig(pid_check=not no_pid_check, **kw)
-    stats = run_worker(_db_path(ctx), config)
+    stats = run_worker(db, WorkerConfig(pid_check=not no_pid_check, **kw))
     click.echo(f"worker finished: {stats.summary()}", err=True)
-
-
-# ------------------------------------------------------ standalone entry point
-class _Root(click.Group):
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except (WorkspaceError, ValueError, OSError) as exc:
-            if os.environ.get("AMBISCOPE_DEBUG"):
-                raise
-            raise click.ClickException(str(exc).splitlines()[0] or type(exc).__name__) from None
-
-
-@click.group(cls=_Root)
-@click.option("--db", envvar="AMBISCOPE_DB", default="ambiscope.db", show_default=True)
-@click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
-    """Job commands without core/cli.py (tests, or before they are registered there)."""
-    ctx.ensure_object(dict)
-    ctx.obj["db"] = db
-
-
-cli.add_command(enqueue)
-cli.add_command(jobs)
-cli.add_command(worker)
-
-
-if __name__ == "__main__":
-    cli()

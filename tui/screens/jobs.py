@@ -12,12 +12,13 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, ProgressBar, Static
 
+from ambiscope.core.text import one_line
 from ambiscope.tui import jobs_bridge
 from ambiscope.tui.keys import bindings
 from ambiscope.tui.messages import TaskFailed
+from ambiscope.tui.screens.base import AppScreen
 
 STATUS_STYLE = {
     "queued": "cyan",
@@ -47,7 +48,7 @@ def fmt_eta(seconds: float | None) -> str:
     return f"{seconds}s"
 
 
-class JobsScreen(Screen[None]):
+class JobsScreen(AppScreen):
     BINDINGS = bindings("jobs")
 
     def __init__(self) -> None:
@@ -68,14 +69,14 @@ class JobsScreen(Screen[None]):
         table = self.query_one(DataTable)
         table.add_columns("id", "kind", "status", "progress", "done", "ETA", "try", "what / error")
         table.focus()
-        snap = getattr(self.app, "jobs_snapshot", None)
+        snap = self.app.jobs_snapshot
         if snap is not None:
             self.update_jobs(snap)
         else:
             self.query_one("#job-summary", Static).update("reading jobs…")
 
     def on_screen_resume(self) -> None:
-        snap = getattr(self.app, "jobs_snapshot", None)
+        snap = self.app.jobs_snapshot
         if snap is not None:
             self.update_jobs(snap)
 
@@ -141,7 +142,7 @@ class JobsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="job-events")
     def load_events(self, job_id: int) -> None:
         try:
-            lines = jobs_bridge.events(self.app.access.path, job_id)  # type: ignore[attr-defined]
+            lines = jobs_bridge.events(self.app.access.path, job_id)
         except Exception as exc:
             lines = [f"cannot read the job log: {exc}"]
         self.app.call_from_thread(self._set_log, job_id, lines)
@@ -166,7 +167,7 @@ class JobsScreen(Screen[None]):
 
     @work(thread=True, group="job-action")
     def job_action(self, what: str, job_id: int) -> None:
-        path = self.app.access.path  # type: ignore[attr-defined]
+        path = self.app.access.path
         try:
             if what == "cancel":
                 message = jobs_bridge.cancel(path, job_id)
@@ -175,10 +176,10 @@ class JobsScreen(Screen[None]):
             else:
                 message = f"worker pid {jobs_bridge.ensure_worker(path)} is running"
         except Exception as exc:
-            self.post_message(TaskFailed(what, " ".join(str(exc).split())))
+            self.post_message(TaskFailed(what, one_line(exc)))
             return
         self.app.call_from_thread(self.notify, message, timeout=4)
-        self.app.call_from_thread(self.app.poll_jobs)  # type: ignore[attr-defined]
+        self.app.call_from_thread(self.app.poll_jobs)
 
     @on(TaskFailed)
     def _failed(self, message: TaskFailed) -> None:

@@ -16,13 +16,14 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import VerticalScroll
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, LoadingIndicator, Static
 from textual.worker import Worker, get_current_worker
 
+from ambiscope.core.text import one_line
 from ambiscope.tui import data
 from ambiscope.tui.keys import bindings
 from ambiscope.tui.messages import MetricsFailed, MetricsReady
+from ambiscope.tui.screens.base import AppScreen
 from ambiscope.tui.widgets.detail import bar
 
 COLUMNS = (
@@ -70,7 +71,7 @@ def js_chart(rows: list[dict[str, Any]], width: int) -> Text:
     return text
 
 
-class MetricsScreen(Screen[None]):
+class MetricsScreen(AppScreen):
     BINDINGS = bindings("metrics")
 
     def __init__(self) -> None:
@@ -95,19 +96,20 @@ class MetricsScreen(Screen[None]):
     def action_recompute(self) -> None:
         if self._worker is not None and not self._worker.is_finished:
             return
-        settings = self.app.settings  # type: ignore[attr-defined]
+        settings = self.app.settings
         self.query_one("#metrics-loading").display = True
         self._set_title("computing point estimates…")
         self._worker = self.compute(settings.include_own_votes, settings.bootstrap, self.reference)
 
     def action_cycle_reference(self) -> None:
         """human -> synthetic -> combined: what the model distributions are compared with."""
-        from ambiscope.core.synthetic.raters import REFERENCES
+        from ambiscope.core.reference import REFERENCES
 
         if self._worker is not None and not self._worker.is_finished:
             self._worker.cancel()
             self._worker = None
-        self.reference = REFERENCES[(REFERENCES.index(self.reference) + 1) % len(REFERENCES)]
+        names = REFERENCES.names()
+        self.reference = names[(names.index(self.reference) + 1) % len(names)]
         self.action_recompute()
 
     def action_cancel_or_back(self) -> None:
@@ -122,7 +124,7 @@ class MetricsScreen(Screen[None]):
     @work(thread=True, exclusive=True, group="metrics")
     def compute(self, include_own: bool, bootstrap: int, reference: str = "human") -> None:
         worker = get_current_worker()
-        access = self.app.access  # type: ignore[attr-defined]
+        access = self.app.access
         try:
             for n_boot in (0, bootstrap) if bootstrap else (0,):
                 t0 = time.perf_counter()
@@ -138,7 +140,7 @@ class MetricsScreen(Screen[None]):
                 self.post_message(MetricsReady(rows, n_boot, time.perf_counter() - t0))
         except Exception as exc:
             if not worker.is_cancelled:
-                self.post_message(MetricsFailed(" ".join(str(exc).split())))
+                self.post_message(MetricsFailed(one_line(exc)))
 
     def _set_title(self, status: str) -> None:
         versus = "" if self.reference == "human" else f" vs {self.reference} votes"
@@ -151,7 +153,7 @@ class MetricsScreen(Screen[None]):
         if self._worker is None:
             return  # cancelled
         self.rows = message.rows
-        settings = self.app.settings  # type: ignore[attr-defined]
+        settings = self.app.settings
         done = message.bootstrap == settings.bootstrap or not settings.bootstrap
         self.query_one("#metrics-loading").display = not done
         if message.bootstrap:

@@ -21,6 +21,9 @@ from textual.suggester import SuggestFromList
 from textual.widgets import Button, Input, Label, OptionList, Select, Static, TextArea
 from textual.widgets.option_list import Option
 
+from ambiscope.tui.data import BulkKind
+from ambiscope.tui.export_bridge import ExportRequest
+
 
 class Dialog(ModalScreen[Any]):
     """Base: Escape cancels (dismiss None)."""
@@ -29,6 +32,28 @@ class Dialog(ModalScreen[Any]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+class FormDialog(Dialog):
+    """A dialog answered from its fields: Enter in a field or the OK button submits.
+
+    `_result` reads the fields; None keeps the dialog open (it has said what is wrong).
+    """
+
+    def _result(self) -> object | None:
+        raise NotImplementedError
+
+    @on(Input.Submitted)
+    def _submit(self) -> None:
+        if (result := self._result()) is not None:
+            self.dismiss(result)
+
+    @on(Button.Pressed)
+    def _pressed(self, event: Button.Pressed) -> None:
+        if event.button.id != "ok":
+            self.dismiss(None)
+        elif (result := self._result()) is not None:
+            self.dismiss(result)
 
 
 class ConfirmModal(Dialog):
@@ -146,12 +171,20 @@ class ChoiceModal(Dialog):
 
 @dataclass(frozen=True)
 class BulkRequest:
-    kind: str  # bulk_flag | bulk_tag
+    kind: BulkKind
     name: str
     on: bool
 
 
-class BulkModal(Dialog):
+BULK_ACTIONS: dict[str, tuple[BulkKind, bool]] = {
+    "add flag": ("bulk_flag", True),
+    "remove flag": ("bulk_flag", False),
+    "add tag": ("bulk_tag", True),
+    "remove tag": ("bulk_tag", False),
+}
+
+
+class BulkModal(FormDialog):
     """Choose a flag or tag to add to (or remove from) every clip of the current filter."""
 
     def __init__(self, flag_names: Sequence[str], tag_names: Sequence[str], filter_text: str):
@@ -167,13 +200,8 @@ class BulkModal(Dialog):
                 classes="dialog-hint",
             )
             yield Select(
-                [
-                    ("add flag", "add:bulk_flag"),
-                    ("remove flag", "del:bulk_flag"),
-                    ("add tag", "add:bulk_tag"),
-                    ("remove tag", "del:bulk_tag"),
-                ],
-                value="add:bulk_flag",
+                [(action, action) for action in BULK_ACTIONS],
+                value="add flag",
                 allow_blank=False,
                 id="what",
             )
@@ -195,47 +223,30 @@ class BulkModal(Dialog):
         if not name:
             self.notify("enter a flag or tag name", severity="warning")
             return None
-        verb, kind = str(self.query_one("#what", Select).value).split(":")
-        return BulkRequest(kind, name, verb == "add")
-
-    @on(Input.Submitted)
-    def _submit(self) -> None:
-        if (result := self._result()) is not None:
-            self.dismiss(result)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id != "ok":
-            self.dismiss(None)
-        elif (result := self._result()) is not None:
-            self.dismiss(result)
+        kind, on = BULK_ACTIONS[str(self.query_one("#what", Select).value)]
+        return BulkRequest(kind, name, on)
 
 
-@dataclass(frozen=True)
-class ExportRequest:
-    what: str  # "subset" | "metrics"
-    fmt: str
-    path: str
+class ExportModal(FormDialog):
+    """Choose a subset format (a folder, as `ambiscope export subset`) or a table format."""
 
+    TABLE_SUFFIXES: ClassVar[dict[str, str]] = {"table": ".txt", "latex": ".tex"}
 
-class ExportModal(Dialog):
     def __init__(
         self,
         subset_formats: Sequence[str],
-        metric_formats: Sequence[str],
+        table_formats: Sequence[str],
         filter_text: str,
         count: int,
         default_dir: str = ".",
-        subset_is_dir: bool = False,
     ) -> None:
         super().__init__()
-        self.subset_is_dir = subset_is_dir
-        self.subset_formats, self.metric_formats = list(subset_formats), list(metric_formats)
+        self.subset_formats, self.table_formats = list(subset_formats), list(table_formats)
         self.filter_text, self.count, self.default_dir = filter_text, count, default_dir
 
     def compose(self) -> ComposeResult:
         options = [(f"subset · {f}", f"subset:{f}") for f in self.subset_formats]
-        options += [(f"metric table · {f}", f"metrics:{f}") for f in self.metric_formats]
+        options += [(f"metric table · {f}", f"metrics:{f}") for f in self.table_formats]
         with Vertical(classes="dialog"):
             yield Label("Export", classes="dialog-title")
             yield Static(
@@ -253,11 +264,11 @@ class ExportModal(Dialog):
 
     def _default_path(self, value: str) -> str:
         what, fmt = value.split(":")
-        suffix = {"audiofolder": "", "label-studio": ".json"}.get(fmt, f".{fmt}")
-        if what == "subset" and self.subset_is_dir:
-            suffix = f"-{fmt}"  # core/export writes a folder with data + provenance
-        name = "ambiscope-subset" if what == "subset" else "ambiscope-metrics"
-        return f"{self.default_dir.rstrip('/')}/{name}{suffix}"
+        if what == "subset":  # a folder with the data and its provenance
+            name = f"ambiscope-subset-{fmt}"
+        else:
+            name = "ambiscope-metrics" + self.TABLE_SUFFIXES.get(fmt, f".{fmt}")
+        return f"{self.default_dir.rstrip('/')}/{name}"
 
     @on(Select.Changed, "#what")
     def _changed(self, event: Select.Changed) -> None:
@@ -270,15 +281,3 @@ class ExportModal(Dialog):
             return None
         what, fmt = str(self.query_one("#what", Select).value).split(":")
         return ExportRequest(what, fmt, path)
-
-    @on(Input.Submitted)
-    def _submit(self) -> None:
-        if (result := self._result()) is not None:
-            self.dismiss(result)
-
-    @on(Button.Pressed)
-    def _pressed(self, event: Button.Pressed) -> None:
-        if event.button.id != "ok":
-            self.dismiss(None)
-        elif (result := self._result()) is not None:
-            self.dismiss(result)

@@ -188,8 +188,15 @@ class ClipTable(ScrollView, can_focus=True):
             self.table = table
             self.column = column
 
-    def __init__(self, page_size: int = 100, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(
+        self,
+        page_size: int = 100,
+        *,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
         self.page_size = page_size
         self.generation = 0
         self.row_count = 0
@@ -426,6 +433,7 @@ class ClipTable(ScrollView, can_focus=True):
             )
         segments = []
         for i, (col, w) in enumerate(cols):
+            style: Style | None
             if col.model and not self.has_model:
                 text, style = "–", self._style("clip-table--dim")
             else:

@@ -16,7 +16,7 @@ Exactly what is done (`ambiscope augment dime`):
    target = ceil(ratio * majority) gets target - n_c new clips; classes at or above the
    target get nothing (nothing is ever removed). A class needs at least 2 clips to be
    mixed (a warning names classes with fewer).
-3. Neighbours: every clip gets a 70-dim hand-crafted feature vector (core/features.py:
+3. Neighbours: every clip gets a 70-dim hand-crafted feature vector (`features.py` here:
    MFCC, chroma, spectral contrast means and SDs, ZCR, roll-off, centroid, RMS),
    standardised over the clips of the classes being topped up (the only ones whose
    distances are ever used, so majority classes are never decoded); its k nearest
@@ -65,13 +65,15 @@ from ambiscope.core.export._common import (
     safe_suffix,
 )
 from ambiscope.core.export.provenance import PROVENANCE_FILE, build_provenance
+from ambiscope.core.reference import reference_name
+from ambiscope.core.reference.pooled import load_reference
 from ambiscope.core.synthetic.augment.features import (
     FEATURE_SR,
     clip_features,
     nearest_neighbours,
     standardize,
 )
-from ambiscope.core.synthetic.raters import REFERENCES, is_synthetic_run, reference_human_data
+from ambiscope.core.synthetic.spec import is_synthetic_run
 from ambiscope.db import Clip, Dataset, Workspace
 
 AUDIO_DIR = "audio"
@@ -104,8 +106,7 @@ class DimeOptions:
             raise ExportError(f"--target-ratio must be in (0, 1], got {self.target_ratio}")
         if self.k < 1:
             raise ExportError(f"--k must be >= 1, got {self.k}")
-        if self.reference not in REFERENCES:
-            raise ExportError(f"--reference must be one of {', '.join(REFERENCES)}")
+        reference_name(self.reference)
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def _read_split(ws: Workspace, ds: Dataset, opts: DimeOptions) -> _Split:
             f"no clips in split {opts.split!r} of {ds.name!r} "
             f"(splits you can augment: {', '.join(splits) or 'none'})"
         )
-    reference = reference_human_data(ws, ds, opts.reference)
+    reference = load_reference(ws, ds, opts.reference)
     index = {int(c): i for i, c in enumerate(reference.clip_ids)}
     clips, paths, dists, labels = [], [], [], []
     skipped = {"without audio": 0, "with a missing audio file": 0, "without votes": 0}
@@ -427,8 +428,8 @@ def _provenance(
             "k": opts.k,
             "neighbours": "k nearest in hand-crafted features standardised over the classes "
             "topped up; same split and same dominant label",
-            "features": "core/features.py (70 dims: MFCC, chroma, contrast, ZCR, roll-off, "
-            "centroid, RMS; mean and SD over frames)",
+            "features": "ambiscope.core.synthetic.augment.features (70 dims: MFCC, chroma, "
+            "contrast, ZCR, roll-off, centroid, RMS; mean and SD over frames)",
             "alpha": "U(0, 1) per augmented clip",
             "seed": opts.seed,
             "reference": opts.reference,

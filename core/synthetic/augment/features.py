@@ -1,4 +1,4 @@
-"""Hand-crafted acoustic features for finding neighbouring clips (DiME-Aug, core/augment.py).
+"""Hand-crafted acoustic features for finding neighbouring clips (DiME-Aug, `dime.py`).
 
 DiME-Aug mixes a minority-class clip with one of its nearest neighbours, so it needs a
 cheap, deterministic notion of "sounds alike" that does not depend on any model under

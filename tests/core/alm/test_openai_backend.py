@@ -23,8 +23,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from ambiscope.core.alm.base import AudioInput, BackendError, GenerationParams, ModelLoadError
-from ambiscope.core.alm.openai_backend import (
+from ambiscope.core.alm.backends.openai import (
     OpenAIBackend,
     _candidate,
     _choices,
@@ -32,6 +31,7 @@ from ambiscope.core.alm.openai_backend import (
     label_scores_from_top_logprobs,
     yes_probability,
 )
+from ambiscope.core.alm.base import AudioInput, BackendError, GenerationParams, ModelLoadError
 from ambiscope.core.alm.prompts import (
     DEFAULT_TEMPLATES,
     label_scoring_prompt,
@@ -59,7 +59,7 @@ AUDIO = _audio()
 
 @pytest.fixture(scope="module")
 def tb(tiny_model_dir: Path) -> Iterator[Any]:
-    from ambiscope.core.alm.transformers_backend import TransformersBackend
+    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
 
     backend = TransformersBackend(str(tiny_model_dir), device="cpu")
     yield backend
@@ -353,7 +353,7 @@ def test_verify_is_nan_with_a_warning_when_neither_answer_is_listed(
 ) -> None:
     backend = OpenAIBackend("m")
     monkeypatch.setattr(backend, "_first_token", lambda wav, prompt: {"Maybe": -0.1})
-    with caplog.at_level(logging.WARNING, logger="ambiscope.core.alm.openai_backend"):
+    with caplog.at_level(logging.WARNING, logger="ambiscope.core.alm.backends.openai"):
         scores = backend.verify(AUDIO, [render_verifier(LABELS, "sad")])
     assert math.isnan(scores[0])
     assert "neither Yes nor No" in caplog.text

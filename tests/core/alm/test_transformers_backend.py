@@ -18,7 +18,8 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
-from ambiscope.core.alm import transformers_backend as tb  # noqa: E402
+from ambiscope.core.alm.backends.transformers import backend as tb  # noqa: E402
+from ambiscope.core.alm.backends.transformers.backend import TransformersBackend  # noqa: E402
 from ambiscope.core.alm.base import (  # noqa: E402
     AudioInput,
     Backend,
@@ -28,7 +29,6 @@ from ambiscope.core.alm.base import (  # noqa: E402
     ModelLoadError,
 )
 from ambiscope.core.alm.families import GENERIC, build_messages, family_for  # noqa: E402
-from ambiscope.core.alm.transformers_backend import TransformersBackend  # noqa: E402
 
 PROMPT = ChatPrompt(
     user="Which emotion does the speaker express? Answer with one word.",

@@ -97,3 +97,13 @@ def test_no_votes_needs_an_explicit_label_set(ws):
         ws, corpus([], corpus_name=None), ImportOptions(labels=("neutral", "sad")), default_name="t"
     )
     assert result.dataset.label_set == ("neutral", "sad") and result.clips_total == 2
+
+
+def test_every_format_module_registers_itself() -> None:
+    from ambiscope.core.corpora import FORMATS
+
+    assert set(FORMATS.names()) == {"crema-d", "iemocap", "msp-podcast", "label-studio", "manifest"}
+    assert FORMATS.meta("crema-d")["extra"] == ("modality",)
+    assert all(FORMATS.meta(name)["summary"] for name in FORMATS)
+    with pytest.raises(ValueError, match="unknown format 'ravdess'"):
+        FORMATS.get("ravdess")

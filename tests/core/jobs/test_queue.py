@@ -1,14 +1,13 @@
 """The job queue on real SQLite: claims, leases, cancel, retry, and the worker loop in-process.
 
-This module also registers the test-only job kind `test-flag` (a handler that flags clips,
-real work on the workspace); worker *processes* in test_worker.py import it with
-`--import tests.core.jobs.test_queue` or $AMBISCOPE_JOB_MODULES.
+Jobs here are of the test-only kind `test-flag` (flag_kind.py: a handler that flags clips,
+real work on the workspace), which worker *processes* import as a plug-in with
+`--import tests.core.jobs.flag_kind` or $AMBISCOPE_JOB_MODULES.
 """
 
 from __future__ import annotations
 
 import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -19,61 +18,24 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from ambiscope.core.jobs.kinds import JOB_KINDS, job_kind
+from ambiscope.core.jobs.liveness import live_workers, this_node
 from ambiscope.core.jobs.queue import (
-    JobContext,
     cancel_job,
     claim_next,
     enqueue,
-    enqueue_resample,
     finish_job,
     job_detail,
-    job_events,
-    list_jobs,
-    live_workers,
-    register_job_kind,
     requeue_abandoned,
     retry_job,
-    this_node,
-    worker_command,
 )
+from ambiscope.core.jobs.spawn import worker_command
 from ambiscope.core.jobs.worker import Worker, WorkerConfig
+from ambiscope.core.registry import RegistryError
+from ambiscope.core.scaling.job import enqueue_resample
 from ambiscope.db import ClipIn, Workspace, WorkspaceError
-
-FLAG_KIND = "test-flag"
-
-
-def flag_clips(ctx: JobContext) -> dict[str, Any]:
-    """Flag each listed clip (resumable: flagged clips are skipped), one per unit of work.
-
-    Params: clip_ids, flag, delay (s per clip), fail (raise after the clips). Each
-    execution also tags the first clip `ran:<job>:<nonce>`, so a test can count how often
-    a job was started.
-    """
-    p = ctx.params
-    ids: list[int] = p["clip_ids"]
-    ctx.ws.set_tag(ids[0], f"ran:{ctx.job.id}:{secrets.token_hex(3)}", True)
-    done = {
-        r[0] for r in ctx.ws.conn.execute("SELECT clip_id FROM flags WHERE name = ?", (p["flag"],))
-    }
-    flagged = 0
-    for i, clip_id in enumerate(ids):
-        if ctx.should_stop():
-            break
-        if clip_id not in done:
-            ctx.ws.set_flag(clip_id, p["flag"], True, author=ctx.worker_id)
-            flagged += 1
-        ctx.progress(i + 1, len(ids))
-        time.sleep(p.get("delay", 0.0))
-    if p.get("fail"):
-        raise RuntimeError(p["fail"])
-    return {"flagged": flagged}
-
-
-register_job_kind(FLAG_KIND, flag_clips, describe=lambda p: f"flag {p['flag']}", replace=True)
-
-
-def flag_params(ids: list[int], flag: str, **kw: Any) -> dict[str, Any]:
-    return {"clip_ids": ids, "flag": flag, **kw}
+from ambiscope.db.jobs import get_job, list_events, list_jobs
+from tests.core.jobs.flag_kind import FLAG_KIND, flag_params
 
 
 def make_workspace(path: Path, n_clips: int = 20) -> list[int]:
@@ -128,16 +90,36 @@ def wait_for(cond: Any, timeout: float = 10.0, step: float = 0.01) -> None:
 def test_enqueue_writes_a_queued_row_and_an_event(ws: Workspace) -> None:
     job = enqueue(ws, FLAG_KIND, flag_params([1, 2], "f"), total=2)
     assert (job.status, job.kind, job.progress_total, job.attempts) == ("queued", FLAG_KIND, 2, 0)
-    assert [e.message for e in job_events(ws, job.id)] == [f"queued ({FLAG_KIND})"]
-    with pytest.raises(WorkspaceError, match="unknown job kind 'nope'"):
+    assert [e.message for e in list_events(ws, job.id)] == [f"queued ({FLAG_KIND})"]
+    with pytest.raises(RegistryError, match="unknown job kind 'nope'"):
         enqueue(ws, "nope", {})
 
 
-def test_register_job_kind_rejects_silent_replacement() -> None:
-    with pytest.raises(ValueError, match="already registered"):
-        register_job_kind(FLAG_KIND, lambda ctx: None)
-    with pytest.raises(ValueError, match="must be a word"):
-        register_job_kind("bad kind", lambda ctx: None)
+def test_job_kind_rejects_silent_replacement_and_odd_names() -> None:
+    with pytest.raises(RegistryError, match="already registered"):
+        job_kind(FLAG_KIND)(lambda ctx: None)
+    with pytest.raises(RegistryError, match="must be a word"):
+        job_kind("bad kind")(lambda ctx: None)
+
+
+def test_built_in_kinds_register_where_they_are_defined() -> None:
+    from ambiscope.core.jobs.kinds import describe_job
+    from ambiscope.core.scaling.job import resample
+    from ambiscope.core.synthetic.job import annotate_synthetic
+
+    assert {"resample", "annotate-synthetic", FLAG_KIND} <= set(JOB_KINDS.names())
+    assert JOB_KINDS["resample"] is resample
+    assert JOB_KINDS["annotate-synthetic"] is annotate_synthetic
+    job = job_row("resample", {"spec": {"model": "m", "n": 2, "dataset": "d"}})
+    assert describe_job(job) == "m n=2 label on 0 clips of d"
+    assert describe_job(job_row("unknown-kind", {"a": 1})) == '{"a": 1}'
+
+
+def job_row(kind: str, params: dict[str, Any]) -> Any:
+    """A Job row as listings see it (kind possibly unknown to this process)."""
+    from ambiscope.db import Job
+
+    return Job(1, kind, params, "queued", 0, 0, None, None, None, False, 0, None, 0.0, None, None)
 
 
 # --------------------------------------------------------------------- claim
@@ -157,7 +139,7 @@ def test_claim_skips_kinds_this_worker_does_not_know(ws: Workspace) -> None:
     other = enqueue(ws, "resample", {"spec": {}, "clip_ids": [1]})
     mine = enqueue(ws, FLAG_KIND, flag_params([1], "f"))
     assert claim_next(ws, "w", kinds=[FLAG_KIND]).id == mine.id
-    assert ws.get_job(other.id).status == "queued"
+    assert get_job(ws, other.id).status == "queued"
 
 
 def test_concurrent_claims_from_threads_take_each_job_once(wsp: tuple[Path, list[int]]) -> None:
@@ -211,7 +193,7 @@ def test_expired_lease_is_requeued_and_claimed_again(ws: Workspace) -> None:
     time.sleep(0.03)
     again = claim_next(ws, "w2", kinds=[FLAG_KIND])
     assert (again.id, again.owner, again.attempts) == (job.id, "w2", 2)
-    messages = [e.message for e in job_events(ws, job.id)]
+    messages = [e.message for e in list_events(ws, job.id)]
     assert any("re-queued: worker dead-worker stopped responding" in m for m in messages)
 
 
@@ -229,7 +211,7 @@ def test_job_that_keeps_killing_its_worker_fails_after_max_attempts(ws: Workspac
         assert claimed is not None
         time.sleep(0.03)
     assert requeue_abandoned(ws) == [job.id]
-    final = ws.get_job(job.id)
+    final = get_job(ws, job.id)
     assert final.status == "failed"
     assert "abandoned 2 times" in final.error
     assert final.finished_at is not None
@@ -241,7 +223,7 @@ def test_cancel_requested_job_of_a_dead_worker_becomes_cancelled(ws: Workspace) 
     cancel_job(ws, job.id)
     time.sleep(0.03)
     requeue_abandoned(ws)
-    assert ws.get_job(job.id).status == "cancelled"
+    assert get_job(ws, job.id).status == "cancelled"
 
 
 def test_job_of_a_dead_local_process_is_requeued_before_its_lease_ends(ws: Workspace) -> None:
@@ -257,7 +239,7 @@ def test_job_of_a_dead_local_process_is_requeued_before_its_lease_ends(ws: Works
     claim_next(ws, "ghost", kinds=[FLAG_KIND], lease_s=30)
     assert requeue_abandoned(ws, pid_check=False) == []  # lease alone: still valid
     assert requeue_abandoned(ws) == [job.id]
-    assert ws.get_job(job.id).status == "queued"
+    assert get_job(ws, job.id).status == "queued"
     status = ws.conn.execute("SELECT status FROM workers WHERE id = 'ghost'").fetchone()[0]
     assert status == "lost"
 
@@ -299,7 +281,7 @@ def test_finish_by_a_worker_that_lost_the_job_changes_nothing(ws: Workspace) -> 
     time.sleep(0.03)
     claim_next(ws, "new", kinds=[FLAG_KIND])
     assert not finish_job(ws, old, "old", "done")
-    assert ws.get_job(old.id).owner == "new"
+    assert get_job(ws, old.id).owner == "new"
 
 
 # ------------------------------------------------------- the worker, in-process
@@ -319,7 +301,7 @@ def test_worker_runs_jobs_in_order_and_records_results(wsp: tuple[Path, list[int
         assert failed.job.status == "failed"
         assert failed.job.error == "RuntimeError: no luck"
         assert "Traceback" in failed.traceback and "no luck" in failed.traceback
-        assert ws.get_job(c.id).status == "done"  # the failure did not stop the worker
+        assert get_job(ws, c.id).status == "done"  # the failure did not stop the worker
         (row,) = ws.conn.execute("SELECT status, jobs_done, current_job FROM workers").fetchall()
         assert row == ("stopped", 3, None)
         assert live_workers(ws) == []
@@ -346,10 +328,10 @@ def test_cancel_stops_a_running_job_between_units(wsp: tuple[Path, list[int]]) -
     with Workspace.open(path) as ws:
         job = enqueue(ws, FLAG_KIND, flag_params(clips, "slow", delay=0.05), total=len(clips))
         thread = _start(in_process_worker(path))
-        wait_for(lambda: ws.get_job(job.id).progress_done >= 3)
+        wait_for(lambda: get_job(ws, job.id).progress_done >= 3)
         cancel_job(ws, job.id)
         thread.join(timeout=10)
-        final = ws.get_job(job.id)
+        final = get_job(ws, job.id)
         assert final.status == "cancelled"
         kept = flags(ws, "slow")
         assert 3 <= len(kept) < len(clips)
@@ -364,14 +346,14 @@ def test_stopping_worker_hands_the_job_back_and_the_next_resumes(
         job = enqueue(ws, FLAG_KIND, flag_params(clips, "r", delay=0.03), total=len(clips))
         first = in_process_worker(path, once=False)
         thread = _start(first)
-        wait_for(lambda: ws.get_job(job.id).progress_done >= 4)
+        wait_for(lambda: get_job(ws, job.id).progress_done >= 4)
         first.stop("test")
         thread.join(timeout=10)
-        handed = ws.get_job(job.id)
+        handed = get_job(ws, job.id)
         assert (handed.status, handed.owner, handed.attempts) == ("queued", None, 0)
         stats = in_process_worker(path).run()
         assert stats.done == 1
-        final = ws.get_job(job.id)
+        final = get_job(ws, job.id)
         assert (final.status, final.progress_done) == ("done", len(clips))
         assert sorted(flags(ws, "r")) == clips
         assert len(run_tags(ws, job.id)) == 2  # started twice, each clip flagged once
@@ -386,7 +368,7 @@ def test_heartbeat_keeps_a_long_job_leased(wsp: tuple[Path, list[int]]) -> None:
         while thread.is_alive():  # a rival looking for work all along finds nothing to take
             assert requeue_abandoned(ws, exclude_owner="rival") == []
             time.sleep(0.02)
-        final = ws.get_job(job.id)
+        final = get_job(ws, job.id)
         assert (final.status, final.attempts) == ("done", 1)
         assert worker.stats.heartbeats >= 10
 
@@ -399,13 +381,13 @@ def test_worker_that_lost_its_lease_stops_without_recording(
         job = enqueue(ws, FLAG_KIND, flag_params(clips, "lost", delay=0.05))
         worker = in_process_worker(path, lease_s=30)
         thread = _start(worker)
-        wait_for(lambda: ws.get_job(job.id).progress_done >= 2)
+        wait_for(lambda: get_job(ws, job.id).progress_done >= 2)
         # as if its lease had run out (a suspended machine): a rival re-queues and claims it
         requeue_abandoned(ws, at=time.time() + 60)
         assert claim_next(ws, "rival", kinds=[FLAG_KIND]).id == job.id
         thread.join(timeout=10)
         assert worker.stats.lost == 1
-        row = ws.get_job(job.id)
+        row = get_job(ws, job.id)
         assert (row.status, row.owner) == ("running", "rival")
 
 
@@ -433,19 +415,12 @@ def test_enqueue_resample_freezes_the_selection(tmp_path: Path) -> None:
 
 def test_worker_command_is_the_documented_one(tmp_path: Path) -> None:
     db = tmp_path / "w.db"
-    assert worker_command(db) == [
-        sys.executable,
-        "-m",
-        "ambiscope.tui.cli.main",
-        "--db",
-        str(db),
-        "worker",
-    ]
+    assert worker_command(db) == [sys.executable, "-m", "ambiscope.core.jobs", "--db", str(db)]
 
 
 # ------------------------------------------------------------------- CLI
 def test_cli_enqueue_list_show_cancel_retry(wsp: tuple[Path, list[int]]) -> None:
-    from ambiscope.tui.cli.jobs import cli
+    from ambiscope.tui.cli.main import main as cli
 
     path, clips = wsp
     runner = CliRunner()
@@ -478,7 +453,7 @@ def test_cli_enqueue_list_show_cancel_retry(wsp: tuple[Path, list[int]]) -> None
 
 
 def test_cli_worker_once_runs_queued_jobs(wsp: tuple[Path, list[int]]) -> None:
-    from ambiscope.tui.cli.jobs import cli
+    from ambiscope.tui.cli.main import main as cli
 
     path, clips = wsp
     with Workspace.open(path) as ws:
@@ -486,15 +461,44 @@ def test_cli_worker_once_runs_queued_jobs(wsp: tuple[Path, list[int]]) -> None:
     result = CliRunner().invoke(cli, ["--db", str(path), "worker", "--once", "--poll", "0.05"])
     assert result.exit_code == 0, result.output
     with Workspace.open(path) as ws:
-        assert ws.get_job(1).status == "done"
+        assert get_job(ws, 1).status == "done"
 
 
 def test_module_is_importable_by_worker_processes() -> None:
-    """Worker processes import this module by name to get the test-only kind."""
+    """Worker processes import the plug-in module by name to get the test-only kind."""
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
     out = subprocess.run(
-        [sys.executable, "-c", "import tests.core.jobs.test_queue as m; from ambiscope.core.jobs.queue import "
-         "registered_kinds as k; print(k())"],
+        [sys.executable, "-c", "import tests.core.jobs.flag_kind; "
+         "from ambiscope.core.jobs.kinds import JOB_KINDS as k; print(k.names())"],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     assert FLAG_KIND in out.stdout
+
+
+def test_worker_entry_point_is_the_library_not_the_cli(wsp: tuple[Path, list[int]]) -> None:
+    """`python -m ambiscope.core.jobs` runs a worker without loading the front ends."""
+    path, clips = wsp
+    with Workspace.open(path) as ws:
+        enqueue(ws, FLAG_KIND, flag_params(clips[:2], "lib"))
+    code = "\n".join(
+        [
+            "import runpy, sys",
+            "sys.argv = ['w', '--db', sys.argv[1], '--once', '--poll', '0.05',"
+            " '--import', 'tests.core.jobs.flag_kind']",
+            "try:",
+            "    runpy.run_module('ambiscope.core.jobs', run_name='__main__', alter_sys=True)",
+            "except SystemExit as stop:",
+            "    front = ('ambiscope.tui', 'textual', 'click')",
+            "    print('loaded', [m for m in sys.modules if m.startswith(front)])",
+            "    sys.exit(stop.code)",
+        ]
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert "worker finished: 1 jobs: 1 done" in done.stderr
+    assert done.stdout.strip() == "loaded []"
+    with Workspace.open(path) as ws:
+        assert flags(ws, "lib") == clips[:2]

@@ -1,6 +1,7 @@
 """Worker processes on a real workspace: kill -9, rival workers, cancel, a concurrent writer.
 
-Every worker here is a separate `python -m ... worker` process, as in production; the
+Every worker here is a separate `python -m ambiscope.core.jobs` process, as in production
+(or the `ambiscope worker` command, which runs the same loop); the
 resample jobs use the tiny random-weight checkpoint on a demo workspace with real audio
 (2 candidates, 2 new tokens: a clip takes a fraction of a second on a CPU).
 """
@@ -21,42 +22,35 @@ from typing import Any
 
 import pytest
 
-from ambiscope.core.jobs.queue import (
-    cancel_job,
-    enqueue,
-    enqueue_resample,
-    ensure_worker,
-    job_detail,
-    job_events,
-    live_workers,
-    pid_alive,
-    worker_log_path,
-)
+from ambiscope.core.jobs.liveness import live_workers, pid_alive
+from ambiscope.core.jobs.queue import cancel_job, enqueue, job_detail
+from ambiscope.core.jobs.spawn import ensure_worker, worker_log_path
+from ambiscope.core.scaling.job import enqueue_resample
 from ambiscope.db import Workspace
-from tests.core.jobs.test_queue import FLAG_KIND, flag_params, make_workspace
+from ambiscope.db.jobs import get_job, list_events
+from tests.core.jobs.flag_kind import FLAG_KIND, flag_params
+from tests.core.jobs.test_queue import make_workspace
 
 ROOT = Path(__file__).resolve().parents[3]
-PLUGIN = "tests.core.jobs.test_queue"
+PLUGIN = "tests.core.jobs.flag_kind"
 N_CLIPS = 12
 
 
-def worker_module() -> str:
-    """ambiscope.tui.cli.main once it registers `worker`; until then the job commands' own group."""
-    from ambiscope.tui.cli.main import main
-
-    return "ambiscope.tui.cli.main" if "worker" in main.commands else "ambiscope.tui.cli.jobs"
+WORKER = (sys.executable, "-m", "ambiscope.core.jobs")
+CLI_WORKER = (sys.executable, "-m", "ambiscope.tui.cli.main", "worker")
 
 
 def child_env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(ROOT), "AMBISCOPE_JOB_MODULES": PLUGIN}
 
 
-def spawn_worker(path: Path, *args: str, log: Path | None = None) -> subprocess.Popen:
+def spawn_worker(
+    path: Path, *args: str, log: Path | None = None, command: tuple[str, ...] = WORKER
+) -> subprocess.Popen:
     log = log or path.with_name(f"worker-{time.monotonic_ns()}.log")
     with open(log, "wb") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", worker_module(), "--db", str(path), "worker", "--poll", "0.1",
-             *args],
+            [*command, "--db", str(path), "--poll", "0.1", *args],
             stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=child_env(),
             cwd=ROOT,
         )  # fmt: skip
@@ -159,7 +153,7 @@ def assert_whole_clips(ws: Workspace, run_id: int, n: int) -> set[int]:
 
 
 def claims(ws: Workspace, job_id: int) -> list[str]:
-    return [e.message for e in job_events(ws, job_id) if e.message.startswith("claimed by")]
+    return [e.message for e in list_events(ws, job_id) if e.message.startswith("claimed by")]
 
 
 # ------------------------------------------------------------------- tests
@@ -169,12 +163,12 @@ def test_killed_worker_job_is_finished_by_another_exactly_once(
     ids = sorted(ws.clip_ids(ws.get_dataset("demo").id).values())[:8]
     job = enqueue_resample(ws, spec, clip_ids=ids)
     first = spawn_worker(demo_ws, "--lease", "2", "--heartbeat", "0.3", "--no-pid-check")
-    wait_for(lambda: ws.get_job(job.id).progress_done >= 2, 90)
+    wait_for(lambda: get_job(ws, job.id).progress_done >= 2, 90)
     first.kill()  # SIGKILL: no cleanup, the lease simply stops being renewed
     first.wait()
     killed_at = time.time()
     done_before = len(ws.run_clip_ids(ws.runs()[0].id, status="done"))
-    assert ws.get_job(job.id).status == "running"
+    assert get_job(ws, job.id).status == "running"
     second = spawn_worker(demo_ws, "--lease", "2", "--no-pid-check", "--max-jobs", "1")
     assert finish(second) == 0, logs(demo_ws)
     detail = job_detail(ws, job.id)
@@ -194,7 +188,8 @@ def test_killed_worker_job_is_finished_by_another_exactly_once(
 def test_two_workers_share_a_workspace_without_double_claims(tmp_path: Path) -> None:
     path = tmp_path / "ws.db"
     clips = make_workspace(path, n_clips=6)
-    procs = [spawn_worker(path, "--poll", "0.02") for _ in range(2)]
+    # one library worker and one `ambiscope worker`: the same loop behind two entry points
+    procs = [spawn_worker(path, "--poll", "0.02", command=c) for c in (WORKER, CLI_WORKER)]
     with Workspace.open(path) as ws:
         wait_for(lambda: len(live_workers(ws)) == 2, 30)
         with ws.transaction():
@@ -202,7 +197,7 @@ def test_two_workers_share_a_workspace_without_double_claims(tmp_path: Path) -> 
                 enqueue(ws, FLAG_KIND, flag_params(clips, f"job{i}", delay=0.03)).id
                 for i in range(10)
             ]
-        wait_for(lambda: all(ws.get_job(j).status == "done" for j in jobs), 60)
+        wait_for(lambda: all(get_job(ws, j).status == "done" for j in jobs), 60)
         for proc in procs:
             proc.send_signal(signal.SIGTERM)
         assert [finish(p) for p in procs] == [0, 0], logs(path)
@@ -214,7 +209,7 @@ def test_two_workers_share_a_workspace_without_double_claims(tmp_path: Path) -> 
                 "SELECT count(*) FROM tags WHERE name LIKE ?", (f"ran:{job_id}:%",)
             ).fetchone()[0]
             assert ran == 1
-            assert ws.get_job(job_id).attempts == 1
+            assert get_job(ws, job_id).attempts == 1
         assert len(owners) == 2  # both really worked
         statuses = {r[0] for r in ws.conn.execute("SELECT status FROM workers")}
         assert statuses == {"stopped"}
@@ -224,7 +219,7 @@ WRITER = textwrap.dedent(
     """
     import random, sys, time
     from pathlib import Path
-    from ambiscope.core.jobs.queue import list_jobs
+    from ambiscope.db.jobs import list_jobs
     from ambiscope.db import Workspace
     path, stop = sys.argv[1], Path(sys.argv[2])
     ws = Workspace.open(path)
@@ -286,7 +281,7 @@ def session(demo_template: Path, tiny_model_dir: Path, tmp_path_factory: Any) ->
         }
         worker = spawn_worker(path, "--once")
         long_id = jobs["long"].id
-        wait_for(lambda: ws.get_job(long_id).progress_done >= 2, 120)
+        wait_for(lambda: get_job(ws, long_id).progress_done >= 2, 120)
         cancel_job(ws, long_id)
         run_of_long = ws.runs()[-1].id
         done_at_cancel = len(ws.run_clip_ids(run_of_long, status="done"))
@@ -312,12 +307,12 @@ def test_unloadable_model_fails_readably_and_the_worker_goes_on(session: Session
         assert failed.job.status == "failed"
         assert failed.job.error == "model directory not found: /nonexistent/model"
         assert "ModelLoadError" in failed.traceback
-        assert ws.get_job(session.jobs["good"]).status == "done"
-        assert ws.get_job(session.jobs["again"]).status == "done"
+        assert get_job(ws, session.jobs["good"]).status == "done"
+        assert get_job(ws, session.jobs["again"]).status == "done"
         loads = [
             e
             for name in ("good", "again", "long")
-            for e in job_events(ws, session.jobs[name])
+            for e in list_events(ws, session.jobs[name])
             if e.message.startswith("loaded ")
         ]
         assert len(loads) == 1  # the model stayed loaded for the later jobs
@@ -337,7 +332,7 @@ def test_concurrent_writer_and_worker_never_see_a_locked_database(session: Sessi
 
 def test_cancel_stops_a_running_resample_within_one_clip(session: Session) -> None:
     with Workspace.open(session.path) as ws:
-        final = ws.get_job(session.jobs["long"])
+        final = get_job(ws, session.jobs["long"])
         assert final.status == "cancelled"
         kept = assert_whole_clips(ws, session.run_of_long, 2)
         assert session.done_at_cancel <= len(kept) <= session.done_at_cancel + 1
@@ -351,31 +346,31 @@ def test_sighup_is_ignored_and_sigterm_hands_the_job_back(tmp_path: Path) -> Non
     with Workspace.open(path) as ws:
         job = enqueue(ws, FLAG_KIND, flag_params(clips, "t", delay=0.1))
         proc = spawn_worker(path)
-        wait_for(lambda: ws.get_job(job.id).progress_done >= 2, 30)
+        wait_for(lambda: get_job(ws, job.id).progress_done >= 2, 30)
         proc.send_signal(signal.SIGHUP)  # the SSH session went away: keep working
-        seen = ws.get_job(job.id).progress_done
-        wait_for(lambda: ws.get_job(job.id).progress_done >= seen + 2, 30)
+        seen = get_job(ws, job.id).progress_done
+        wait_for(lambda: get_job(ws, job.id).progress_done >= seen + 2, 30)
         assert proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         assert finish(proc, 10) == 0, logs(path)
-        back = ws.get_job(job.id)
+        back = get_job(ws, job.id)
         assert (back.status, back.owner, back.attempts) == ("queued", None, 0)
         assert 3 <= back.progress_done < len(clips)
-        assert any("handed back" in e.message for e in job_events(ws, job.id))
+        assert any("handed back" in e.message for e in list_events(ws, job.id))
 
 
 def test_ensure_worker_starts_one_detached_worker(tmp_path: Path) -> None:
     path = tmp_path / "ws.db"
     clips = make_workspace(path, n_clips=3)
     env = child_env()
-    pid = ensure_worker(path, module=worker_module(), env=env)
+    pid = ensure_worker(path, env=env)
     try:
-        assert ensure_worker(path, module=worker_module(), env=env) == pid
+        assert ensure_worker(path, env=env) == pid
         assert os.getsid(pid) != os.getsid(0)  # its own session: a hang-up does not reach it
         with Workspace.open(path) as ws:
             assert [w.pid for w in live_workers(ws)] == [pid]
             job = enqueue(ws, FLAG_KIND, flag_params(clips, "bg"))
-            wait_for(lambda: ws.get_job(job.id).status == "done", 30)
+            wait_for(lambda: get_job(ws, job.id).status == "done", 30)
         assert worker_log_path(path.resolve()).exists()
     finally:
         os.kill(pid, signal.SIGTERM)

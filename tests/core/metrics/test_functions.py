@@ -1,4 +1,5 @@
-"""Tests for ambiscope.core.metrics.functions: scipy references, hand-worked cases, loop re-implementations,
+"""Tests for the metric definitions (ambiscope.core.metrics.functions) and the engines that
+read their declarations: scipy references, hand-worked cases, loop re-implementations,
 hypothesis properties, and the weighted-sum bootstrap engine against explicit resampling."""
 
 from __future__ import annotations
@@ -14,15 +15,12 @@ from hypothesis.extra import numpy as hnp
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
+from ambiscope.core.metrics import METRICS
 from ambiscope.core.metrics import functions as M
+from ambiscope.core.metrics import resampling as R
 from ambiscope.core.metrics.functions import (
-    HIGHER_IS_BETTER,
-    INFO_KEYS,
-    METRICS,
     accuracy,
     bhattacharyya,
-    bootstrap_ci,
-    compute_all,
     cosine_similarity,
     ece,
     entropy_bits,
@@ -33,14 +31,22 @@ from ambiscope.core.metrics.functions import (
     kl_divergence,
     macro_f1,
     mean_pearson_r2,
-    metric_table,
-    normalize_rows,
-    paired_bootstrap,
     pearson_r2,
     r2_determination,
     tie_aware_accuracy,
     weighted_f1,
 )
+from ambiscope.core.metrics.resampling import (
+    bootstrap_ci,
+    compute_all,
+    info_keys,
+    paired_bootstrap,
+)
+from ambiscope.core.metrics.spec import DEFAULT_EPS
+from ambiscope.core.metrics.table import metric_table
+from ambiscope.core.metrics.validation import normalize_rows
+
+INFO_KEYS = info_keys()
 
 # --------------------------------------------------------------------------------------------
 # Helpers
@@ -335,7 +341,7 @@ def test_compute_all_names_and_directions():
     P, Q = _pair(40, 4, seed=9)
     out = compute_all(P, Q, n_invalid=2, n_candidates=40, eps=1e-4)
     assert set(out) == set(METRICS) | set(INFO_KEYS)
-    assert set(HIGHER_IS_BETTER) == set(METRICS)
+    assert all(isinstance(METRICS.meta(m)["higher_is_better"], bool) for m in METRICS)
     assert out["kl_eps"] == 1e-4 and out["n"] == 40 and out["invalid_rate"] == 0.05
     assert math.isnan(compute_all(P, Q)["invalid_rate"])
     assert out["js"] == pytest.approx(js_divergence(P, Q).mean())
@@ -457,9 +463,10 @@ def test_metric_table_bootstrap_columns_and_all_row_matches_bootstrap_ci():
 # --------------------------------------------------------------------------------------------
 
 
-def _engine(P, Q, C, counts=None, eps=M.DEFAULT_EPS):
-    st = M._clip_stats(P, Q, eps, counts)
-    return M._weighted_metrics(st, np.atleast_2d(np.asarray(C, dtype=np.float64)))
+def _engine(P, Q, C, counts=None, eps=DEFAULT_EPS):
+    inv, cand = counts if counts is not None else (None, None)
+    clips = R.make_clips(P, Q, n_invalid=inv, n_candidates=cand, eps=eps)
+    return R.weighted_metrics(R.stat_matrix(clips), np.atleast_2d(np.asarray(C, dtype=np.float64)))
 
 
 def test_weighted_engine_with_unit_weights_equals_compute_all():
@@ -511,9 +518,7 @@ def test_bootstrap_ci_points_and_intervals():
 def test_bootstrap_ci_uses_percentiles_of_resamples():
     P, Q = _pair(120, 4, seed=19)
     ci = bootstrap_ci(P, Q, n_resamples=80, seed=4, alpha=0.1)
-    res = M._bootstrap_resamples(
-        P, Q, n_resamples=80, rng=np.random.default_rng(4), eps=M.DEFAULT_EPS, counts=None
-    )
+    res = R.bootstrap_resamples(R.make_clips(P, Q), 80, np.random.default_rng(4))
     for m in ("js", "r2_det", "macro_f1"):
         assert ci[m][1:] == pytest.approx(tuple(np.percentile(res[m], [5, 95])), abs=1e-12)
 
@@ -560,7 +565,7 @@ def test_paired_bootstrap_detects_clearly_better_model():
 
 
 def test_sign_flip_p_value():
-    assert M._sign_flip_p(0.5, np.array([1.0, 0.2, -0.1, 0.3])) == 0.5
-    assert M._sign_flip_p(-0.5, np.array([-1.0, -0.2, -0.1, -0.3])) == 0.0
-    assert M._sign_flip_p(0.1, np.array([-1.0, -2.0, 0.5])) == 1.0  # capped
-    assert M._sign_flip_p(0.5, np.array([0.0, 1.0, 1.0, 1.0])) == 0.5  # zero counts as a flip
+    assert R.sign_flip_p(0.5, np.array([1.0, 0.2, -0.1, 0.3])) == 0.5
+    assert R.sign_flip_p(-0.5, np.array([-1.0, -0.2, -0.1, -0.3])) == 0.0
+    assert R.sign_flip_p(0.1, np.array([-1.0, -2.0, 0.5])) == 1.0  # capped
+    assert R.sign_flip_p(0.5, np.array([0.0, 1.0, 1.0, 1.0])) == 0.5  # zero counts as a flip

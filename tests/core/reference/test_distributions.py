@@ -1,4 +1,4 @@
-"""Tests for ambiscope.core.reference.distributions: hand-worked examples and published agreement examples."""
+"""ambiscope.core.reference.distributions: hand-worked and published agreement examples."""
 
 from __future__ import annotations
 

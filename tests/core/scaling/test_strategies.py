@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from ambiscope.core.scaling.strategies import (
-    ALL_STRATEGIES,
     STRATEGIES,
     CandidateSet,
     aggregate,
@@ -16,8 +15,12 @@ from ambiscope.core.scaling.strategies import (
     applicable_strategies,
     bon,
     cot,
+    default_curves,
     dirichlet,
+    first_answer_strategies,
     likelihood,
+    preferred_strategy,
+    scalable_strategies,
     single,
     subsample,
     verifier,
@@ -34,7 +37,7 @@ def _labels(*answers, k=3, **kw) -> CandidateSet:
 
 
 def test_registry_order():
-    assert ALL_STRATEGIES == (
+    assert STRATEGIES.names() == (
         "single",
         "cot",
         "vote",
@@ -45,7 +48,17 @@ def test_registry_order():
         "dirichlet",
         "likelihood",
     )
-    assert set(STRATEGIES) == set(ALL_STRATEGIES)
+
+
+def test_declarations_drive_the_derived_lists():
+    meta = STRATEGIES.meta("wbon")
+    assert meta["needs"] == ("logprobs",) and meta["params"] == {"tau"}
+    assert STRATEGIES.meta("likelihood")["params"] == {"temperature"}
+    assert first_answer_strategies() == ("single", "cot")
+    assert "likelihood" not in scalable_strategies() and "vote" in scalable_strategies()
+    assert default_curves() == ("vote", "wbon")
+    assert preferred_strategy(["bon", "vote", "wverifier"]) == "wverifier"
+    assert preferred_strategy(["single", "likelihood"]) is None
 
 
 def test_single_and_cot_take_the_first_valid_candidate():
@@ -73,9 +86,9 @@ def test_invalid_rows_are_never_read():
 
 def test_nothing_valid_gives_none():
     cs = _labels(None, None, logprob_norm=[-1, -2], verifier=[0.5, 0.5])
-    for name in ALL_STRATEGIES:
+    for name in STRATEGIES.names():
         assert STRATEGIES[name](cs) is None, name
-    assert aggregate(cs, ALL_STRATEGIES) == {}
+    assert aggregate(cs, STRATEGIES.names()) == {}
 
 
 def test_bon_picks_the_best_normalised_logprob():

@@ -22,9 +22,10 @@ from ambiscope.core.synthetic.alignment import (
     saturation_model,
     saturation_point,
 )
-from ambiscope.core.synthetic.raters import SyntheticSpec, execute_synthetic
+from ambiscope.core.synthetic.raters import execute_synthetic
+from ambiscope.core.synthetic.spec import SyntheticSpec
 from ambiscope.db import Workspace
-from ambiscope.tui.cli.synthetic import cli
+from ambiscope.tui.cli.main import main as cli
 from tests.core.synthetic.test_raters import FakeBackend
 
 

@@ -24,7 +24,7 @@ from ambiscope.core.synthetic.augment.dime import (
     mix_distribution,
 )
 from ambiscope.db import ClipIn, VoteIn, Workspace
-from ambiscope.tui.cli.synthetic import cli
+from ambiscope.tui.cli.main import main as cli
 
 LABELS = ("neutral", "happy", "sad", "angry")
 # split -> [(label, n clips)]; train is skewed: 10 / 3 / 2 / 1

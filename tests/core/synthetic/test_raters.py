@@ -19,29 +19,27 @@ from ambiscope.core.alm.base import (
     GenerationParams,
 )
 from ambiscope.core.demo import DemoSpec, build_demo
-from ambiscope.core.jobs.queue import JobContext, job_kind, registered_kinds
-from ambiscope.core.reference.human import load_human
-from ambiscope.core.synthetic.raters import (
+from ambiscope.core.jobs.kinds import JOB_KINDS, JobContext
+from ambiscope.core.synthetic.job import KIND, annotate_synthetic, enqueue_synthetic
+from ambiscope.core.synthetic.personas import (
     DEFAULT_BANDS,
     DEFAULT_PERSONAS,
-    SYNTHETIC_TEMPLATE,
     Persona,
-    SyntheticSpec,
-    enqueue_synthetic,
-    execute_synthetic,
     parse_bands,
     parse_personas,
     plan_raters,
     rater_external_id,
-    rater_labels,
     rater_seed,
-    reference_distributions,
-    reference_human_data,
-    run_job,
+)
+from ambiscope.core.synthetic.raters import execute_synthetic
+from ambiscope.core.synthetic.spec import (
+    SYNTHETIC_TEMPLATE,
+    SyntheticSpec,
+    rater_labels,
     run_raters,
 )
 from ambiscope.db import Workspace
-from ambiscope.tui.cli.synthetic import JOB_KIND, cli
+from ambiscope.tui.cli.main import main
 
 # ------------------------------------------------------------------------ fixtures
 
@@ -252,77 +250,7 @@ def test_backend_failure_is_recorded_and_retried(demo_db: Path) -> None:
         assert again.processed == 2 and again.failed == 0  # failed clips are retried
 
 
-# ------------------------------------------------------------------------ references
-
-
-def test_reference_distributions(demo_db: Path) -> None:
-    with Workspace.open(demo_db) as ws:
-        ds = ws.get_dataset("demo")
-        run = execute_synthetic(ws, spec(), backend=FakeBackend(), limit=3).run
-        human = load_human(ws, ds)
-        ids, dist, valid = reference_distributions(ws, ds, "human")
-        np.testing.assert_array_equal(ids, human.clip_ids)
-        np.testing.assert_allclose(dist[valid], human.dist[human.valid])
-        ids, syn, valid = reference_distributions(ws, ds, "synthetic")
-        assert valid.tolist() == [True, True, True, False]
-        happy, sad = ds.label_set.index("happy"), ds.label_set.index("sad")
-        np.testing.assert_allclose(syn[valid][:, [happy, sad]], 0.5)
-        # combined = human primary votes plus two synthetic votes, pooled
-        _, comb, cvalid = reference_distributions(ws, ds, "combined")
-        assert cvalid.all()
-        human_counts = np.array(
-            [
-                [
-                    sum(1 for v in ws.clip_votes(int(c)) if v.kind == "human" and v.rank == 0
-                        and v.label == lab)
-                    for lab in ds.label_set
-                ]
-                for c in ids
-            ],
-            dtype=float,
-        )  # fmt: skip
-        syn_counts = np.zeros_like(human_counts)
-        syn_counts[:3, [happy, sad]] = 1.0
-        pooled = human_counts + syn_counts
-        np.testing.assert_allclose(comb, pooled / pooled.sum(axis=1, keepdims=True))
-        # restricting to another run's raters leaves no synthetic votes
-        _, only_other, v2 = reference_distributions(ws, ds, "synthetic", run=run.id + 1)
-        assert not v2.any() and np.isnan(only_other).all()
-        with pytest.raises(ValueError, match="--reference"):
-            reference_distributions(ws, ds, "robots")
-
-
-def test_reference_human_data_keeps_human_ambiguity(demo_db: Path) -> None:
-    with Workspace.open(demo_db) as ws:
-        execute_synthetic(ws, spec(), backend=FakeBackend())
-        human = load_human(ws, "demo")
-        syn = reference_human_data(ws, "demo", "synthetic")
-        np.testing.assert_array_equal(syn.ambiguity, human.ambiguity)
-        assert syn.valid.all()
-        labels = ws.get_dataset("demo").label_set
-        # happy and sad tie; the majority goes to the first in the label set
-        assert set(syn.majority.tolist()) == {labels.index("happy")}
-        np.testing.assert_allclose(syn.entropy, 1.0)
-        assert reference_human_data(ws, "demo", "human") is not None
-
-
-def test_references_leave_the_human_cache_alone(demo_db: Path) -> None:
-    with Workspace.open(demo_db) as ws:
-        execute_synthetic(ws, spec(), backend=FakeBackend())
-        ds = ws.get_dataset("demo")
-        human = load_human(ws, ds)
-        state = ws.human_state(ds.id)
-        for reference in ("synthetic", "combined"):
-            reference_distributions(ws, ds, reference)
-            reference_human_data(ws, ds, reference)
-        # the TUI passes its own human reference and kinds (own votes pooled in)
-        pooled = reference_human_data(
-            ws, ds, "combined", human=human, human_kinds=("human", "self")
-        )
-        assert ws.human_state(ds.id) == state
-        assert (pooled.n_votes == human.n_votes + 2).all()  # two synthetic votes per clip
-        with pytest.raises(ValueError, match="--reference"):
-            reference_human_data(ws, ds, "nobody", human=human)
+# ------------------------------------------------------------------------ rater labels
 
 
 def test_rater_labels_matrix(demo_db: Path) -> None:
@@ -338,14 +266,14 @@ def test_rater_labels_matrix(demo_db: Path) -> None:
 
 
 def test_job_kind_is_registered_and_runs(demo_db: Path) -> None:
-    assert JOB_KIND in registered_kinds()
+    assert KIND in JOB_KINDS
     backend = FakeBackend()
     with Workspace.open(demo_db) as ws:
         job = enqueue_synthetic(ws, spec(), where="split:train")
         assert job.kind == "annotate-synthetic" and len(job.params["clip_ids"]) == 2
-        assert "3 synthetic raters" in job_kind(JOB_KIND).describe(job.params)  # type: ignore[misc]
+        assert "3 synthetic raters" in JOB_KINDS.meta(KIND)["describe"](job.params)
         ctx = JobContext(ws, job, "test-worker", backend_for=lambda s, m: backend)
-        result = run_job(ctx)
+        result = annotate_synthetic(ctx)
         assert result["processed"] == 2 and result["votes"] == 4 and result["invalid"] == 2
         assert len(synthetic_votes(ws, result["run_id"])) == 4
 
@@ -353,12 +281,12 @@ def test_job_kind_is_registered_and_runs(demo_db: Path) -> None:
 def test_cli_enqueue_and_errors(demo_db: Path) -> None:
     runner = CliRunner()
     base = ["--db", str(demo_db), "annotate-synthetic", "-d", "demo", "-m", "some/model"]
-    out = runner.invoke(cli, [*base, "--raters", "5", "--enqueue", "--limit", "3"])
+    out = runner.invoke(main, [*base, "--raters", "5", "--enqueue", "--limit", "3"])
     assert out.exit_code == 0, out.output
     assert "queued job 1: 5 synthetic raters (some/model) on 3 clips of demo" in out.output
-    out = runner.invoke(cli, [*base, "--bands", "0.9-0.1", "--enqueue"])
+    out = runner.invoke(main, [*base, "--bands", "0.9-0.1", "--enqueue"])
     assert out.exit_code == 1 and "--bands" in out.output
-    out = runner.invoke(cli, [*base, "--personas", "nope", "--enqueue"])
+    out = runner.invoke(main, [*base, "--personas", "nope", "--enqueue"])
     assert out.exit_code == 1 and "presets" in out.output
 
 
@@ -386,13 +314,13 @@ def test_tiny_model_end_to_end_records_every_answer(demo_db: Path, tiny_model_di
 
 
 def test_cli_module_stays_import_light() -> None:
-    """core/cli.py imports it at start-up: no numpy, scipy or torch at import time."""
+    """The CLI imports it at start-up: no numpy, scipy or torch at import time."""
     import subprocess
     import sys
 
     code = (
-        "import sys, ambiscope.tui.cli.synthetic, ambiscope.core.jobs.queue; "
-        "assert 'annotate-synthetic' in ambiscope.core.jobs.queue.registered_kinds(); "
+        "import sys, ambiscope.tui.cli.synthetic, ambiscope.core.jobs.kinds as kinds; "
+        "assert 'annotate-synthetic' in kinds.JOB_KINDS.names(); "
         "print(','.join(m for m in ('numpy', 'scipy', 'torch') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -400,10 +328,7 @@ def test_cli_module_stays_import_light() -> None:
 
 
 def test_compare_against_each_reference_and_no_cache_churn(demo_db: Path) -> None:
-    from click.testing import CliRunner
-
     from ambiscope.core.evaluation import evaluate
-    from ambiscope.tui.cli.main import main
 
     with Workspace.open(demo_db) as ws:
         version = ws.get_dataset("demo").votes_version

@@ -1,4 +1,4 @@
-"""The `metrics`, `report` and `export subset` commands, on a group like ambiscope.tui.cli.main.main."""
+"""The `metrics`, `report` and `export subset` commands, through the real `ambiscope` group."""
 
 from __future__ import annotations
 
@@ -12,41 +12,32 @@ import pytest
 from click.testing import CliRunner
 
 from ambiscope.db import Workspace
-from ambiscope.tui.cli.export import COMMANDS, export_group, metrics_command, report_command
+from ambiscope.tui.cli.export import DEFAULT_METRICS, export, metrics, subset
+from ambiscope.tui.cli.main import main
 from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
 
-@click.group()
-@click.option("--db", required=True)
-@click.pass_context
-def cli(ctx: click.Context, db: str) -> None:
-    """Stands in for ambiscope.tui.cli.main.main (which registers COMMANDS the same way)."""
-    ctx.obj = {"db": db}
-
-
-for _command in COMMANDS:
-    cli.add_command(_command)
-
-
 def invoke(db: Path, *args: str) -> click.testing.Result:
-    return CliRunner().invoke(cli, ["--db", str(db), *args])
+    return CliRunner().invoke(main, ["--db", str(db), *args])
 
 
-def test_commands_to_register() -> None:
-    assert [c.name for c in COMMANDS] == ["metrics", "report", "export"]
-    assert (metrics_command, report_command, export_group) == COMMANDS
-    assert "subset" in export_group.commands
+def test_choices_come_from_the_registries() -> None:
+    """--format, --reference and --strategy list what core registered; nothing is copied."""
+    from ambiscope.core.export import SUBSET_FORMATS, TABLE_FORMATS, tables
+    from ambiscope.core.reference import REFERENCES
+    from ambiscope.core.scaling.strategies import STRATEGIES
 
+    def choices(command: click.Command, name: str) -> tuple[str, ...]:
+        (param,) = [p for p in command.params if p.name == name]
+        return tuple(param.type.choices)  # type: ignore[attr-defined]
 
-def test_cli_constants_match_the_library() -> None:
-    """The CLI keeps copies (to import only click); they must not drift."""
-    import ambiscope.tui.cli.export as cli_module
-    from ambiscope.core.export import subset, tables
-
-    assert cli_module.BY_CHOICES == tables.BY_CHOICES
-    assert cli_module.TABLE_FORMATS == tables.FORMATS
-    assert cli_module.SUBSET_FORMATS == subset.SUBSET_FORMATS
-    assert tuple(cli_module.DEFAULT_METRICS.split(",")) == tables.DEFAULT_METRICS
+    assert choices(metrics, "fmt") == TABLE_FORMATS.names()
+    assert choices(subset, "fmt") == SUBSET_FORMATS.names()
+    assert choices(metrics, "reference") == REFERENCES.names()
+    assert choices(metrics, "strategies") == STRATEGIES.names()
+    assert choices(metrics, "by") == tables.BY_CHOICES
+    assert tuple(DEFAULT_METRICS.split(",")) == tables.DEFAULT_METRICS
+    assert "subset" in export.commands
 
 
 def test_metrics_to_stdout_and_to_a_file(demo_db: Path, tmp_path: Path) -> None:  # noqa: F811
@@ -62,6 +53,14 @@ def test_metrics_to_stdout_and_to_a_file(demo_db: Path, tmp_path: Path) -> None:
     assert "\\toprule" in out.read_text()
     prov = json.loads((tmp_path / "tables" / "bench.tex.provenance.json").read_text())
     assert prov["options"]["by"] == "none" and prov["options"]["bootstrap"] == 20
+
+
+def test_metrics_takes_db_before_and_after_the_command(demo_db: Path) -> None:  # noqa: F811
+    args = ["metrics", "--bootstrap", "0", "--format", "csv"]
+    before = CliRunner().invoke(main, ["--db", str(demo_db), *args])
+    after = CliRunner().invoke(main, [*args, "--db", str(demo_db)])
+    assert before.exit_code == after.exit_code == 0, before.output
+    assert before.output == after.output and before.output.startswith("dataset,")
 
 
 def test_metrics_all_and_baseline_none(demo_db: Path) -> None:  # noqa: F811
@@ -86,7 +85,6 @@ def test_metrics_all_and_baseline_none(demo_db: Path) -> None:  # noqa: F811
     ("args", "message"),
     [
         (["metrics", "--run", "77"], "no run with id 77"),
-        (["metrics", "--strategy", "magic"], "magic"),
         (["metrics", "--dataset", "nope"], "no dataset 'nope'"),
         (["metrics", "--where", "mood:calm"], "unknown filter field"),
         (["metrics", "--metrics", "entropy_spearman"], "compare"),
@@ -168,6 +166,29 @@ def test_report_without_matplotlib_exits_with_the_install_line(
         == "Error: the report needs matplotlib: pip install 'ambiscope[report]'"
     )
     assert not (tmp_path / "rep").exists()
+
+
+def test_unknown_strategy_or_metric_is_a_usage_error_naming_the_choices(
+    demo_db: Path,  # noqa: F811
+) -> None:
+    result = invoke(demo_db, "metrics", "--strategy", "magic")
+    assert result.exit_code == 2
+    assert "'magic' is not one of" in result.output and "'wbon'" in result.output
+    result = invoke(demo_db, "metrics", "--metrics", "js,magic")
+    assert result.exit_code == 2
+    assert "unknown magic (known: js," in result.output
+    # N-scaling curves only for strategies declared scalable (likelihood ignores N)
+    result = invoke(demo_db, "report", "OUT", "--scaling-strategies", "vote,likelihood")
+    assert result.exit_code == 2 and "unknown likelihood (known: single," in result.output
+
+
+def test_metrics_all_means_what_the_table_computes() -> None:
+    from ambiscope.core.metrics import METRICS
+    from ambiscope.core.metrics.bootstrap import cohort_metrics
+
+    (param,) = [p for p in metrics.params if p.name == "metrics"]
+    assert param.type.convert("all", param, None) == cohort_metrics()
+    assert set(cohort_metrics()) < set(METRICS.names())
 
 
 def test_importing_the_commands_stays_light() -> None:

@@ -65,7 +65,8 @@ def test_unknown_format_and_label_are_one_line_errors(tmp_path):
     manifest.write_text("clip,path,annotator,label\nc1,,r1,bored\n")
     db = tmp_path / "w.db"
     result = invoke(db, "import", "ravdess", str(manifest))
-    assert result.exit_code == 1 and "unknown format 'ravdess'" in result.output
+    assert result.exit_code == 2  # a usage error: FORMAT lists the registered formats
+    assert "'ravdess' is not one of" in result.output and "'crema-d'" in result.output
     result = invoke(db, "import", "manifest", str(manifest))
     assert result.exit_code == 1 and "'bored' x1" in result.output
     mapped = invoke(db, "import", "manifest", str(manifest), "--map", "bored=neutral")
@@ -77,9 +78,17 @@ def test_real_crema_d_import_and_stats(tmp_path):
     db = tmp_path / "w.db"
     result = invoke(db, "import", "crema-d", str(CREMA))
     assert result.exit_code == 0, result.output
-    assert "7442 clips" in result.output
+    assert "7442 clips (7442 new), 68,568 votes (22069 new vote rows)" in result.output
     stats = json.loads(invoke(db, "stats", "--json").output)["datasets"][0]
     assert stats["clips"] == 7442 and stats["clips_with_audio"] == 0
+    # anonymous crowd votes are stored as weighted rows: stats counts votes, not rows
+    assert (stats["votes"], stats["votes_by_kind"], stats["vote_rows"]) == (
+        68568,
+        {"human": 68568},
+        22069,
+    )
+    text = invoke(db, "stats").output
+    assert "votes: 68,568 (human 68,568) in 22,069 vote rows" in text
     assert sum(stats["ambiguity"].values()) == 7442
     assert 0 < stats["agreement"]["krippendorff_alpha"] < 1
     face = invoke(db, "import", "crema-d", str(CREMA), "--modality", "face")

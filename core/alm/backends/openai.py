@@ -1,8 +1,8 @@
 """ALM backend over an OpenAI-compatible chat endpoint (DESIGN.md "ALM candidates").
 
 Serves any model behind ``POST {base_url}/chat/completions`` — vLLM ``serve``, SGLang,
-hosted APIs, or ambiscope's own :mod:`ambiscope.core.alm.serve_openai`. Audio travels as a base64
-16-bit PCM WAV ``input_audio`` part next to a ``text`` part in the user message (the
+hosted APIs, or ambiscope's own :mod:`ambiscope.core.alm.serve_openai`. Audio travels as a
+base64 16-bit PCM WAV ``input_audio`` part next to a ``text`` part in the user message (the
 OpenAI format, which vLLM also accepts); the system prompt, when there is one, is a
 system message. Only the standard library is used (``http.client`` + a thread pool), so
 this backend adds no dependencies and imports fast.
@@ -80,6 +80,7 @@ from typing import Any
 
 import numpy as np
 
+from ambiscope.core.alm import BACKENDS
 from ambiscope.core.alm.base import (
     AudioInput,
     BackendError,
@@ -88,6 +89,7 @@ from ambiscope.core.alm.base import (
     GenerationParams,
     ModelLoadError,
 )
+from ambiscope.core.text import one_line
 
 __all__ = [
     "DEFAULT_BASE_URL",
@@ -106,11 +108,6 @@ _RETRY_STATUS = frozenset({429}) | frozenset(range(500, 600))
 _MAX_RETRY_AFTER = 60.0
 _MAX_BACKOFF = 30.0
 _MARKERS = str.maketrans({"Ġ": " ", "▁": " ", "Ċ": " "})
-
-
-def _one_line(text: object, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 # ---------------------------------------------------------------------------- audio
@@ -313,16 +310,17 @@ def _error_detail(raw: bytes) -> str:
     try:
         body = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        return _one_line(raw[:200].decode("utf-8", "replace")) or "(empty body)"
+        return one_line(raw[:200].decode("utf-8", "replace")) or "(empty body)"
     if isinstance(body, Mapping):
         err = body.get("error", body.get("detail", body.get("message")))
         if isinstance(err, Mapping):
             err = err.get("message", err)
         if err is not None:
-            return _one_line(err, 200)
-    return _one_line(raw[:200].decode("utf-8", "replace"))
+            return one_line(err, 200)
+    return one_line(raw[:200].decode("utf-8", "replace"))
 
 
+@BACKENDS.register("openai")
 class OpenAIBackend:
     """Backend protocol over an OpenAI-compatible ``/chat/completions`` endpoint.
 
@@ -409,7 +407,7 @@ class OpenAIBackend:
         try:
             body = self._request("GET", "/models", None, retries=0, timeout=min(self.timeout, 10))
         except BackendError as exc:
-            info["server_models_error"] = _one_line(exc, 200)
+            info["server_models_error"] = one_line(exc, 200)
             return info
         data = body.get("data") if isinstance(body, Mapping) else None
         models = [m for m in data if isinstance(m, Mapping)] if isinstance(data, list) else []
@@ -598,7 +596,7 @@ class OpenAIBackend:
         try:
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BackendError(f"{what}: malformed response (not JSON: {_one_line(exc)})") from None
+            raise BackendError(f"{what}: malformed response (not JSON: {one_line(exc)})") from None
 
     def _backoff(self, attempt: int, retry_after: float | None) -> float:
         """Exponential backoff with jitter (desynchronises clients); Retry-After is a floor."""
@@ -617,7 +615,7 @@ class OpenAIBackend:
             except TimeoutError as exc:
                 raise _HTTPFailure(f"connection timed out after {timeout:g} s", retry=True) from exc
             except OSError as exc:
-                raise _HTTPFailure(f"connection failed: {_one_line(exc)}", retry=True) from exc
+                raise _HTTPFailure(f"connection failed: {one_line(exc)}", retry=True) from exc
             try:
                 conn.request(method, url.path + path, body=data, headers=self._headers(bool(data)))
                 resp = conn.getresponse()
@@ -627,7 +625,7 @@ class OpenAIBackend:
                     f"request timed out after {timeout:g} s (raise --timeout?)", retry=False
                 ) from exc
             except (http.client.HTTPException, OSError) as exc:
-                raise _HTTPFailure(f"connection error: {_one_line(exc)}", retry=True) from exc
+                raise _HTTPFailure(f"connection error: {one_line(exc)}", retry=True) from exc
         finally:
             conn.close()
         if resp.status >= 400:

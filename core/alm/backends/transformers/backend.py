@@ -63,6 +63,7 @@ from ambiscope.core.alm.base import (
 )
 from ambiscope.core.alm.families import Family, build_messages, family_for
 from ambiscope.core.audio import resample
+from ambiscope.core.text import one_line
 
 __all__ = ["TransformersBackend"]
 
@@ -88,11 +89,6 @@ _TOKEN_KEYS = frozenset(
 )
 _LOGIT_BUDGET = 64 * 1024 * 1024  # fp32 logit elements per teacher-forced forward
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
-
-
-def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
 
 
 def _offline() -> bool:
@@ -127,7 +123,7 @@ def _resolve_device(device: str) -> torch.device:
     try:
         dev = torch.device(device)
     except (RuntimeError, TypeError) as exc:
-        raise ModelLoadError(f"invalid device {device!r}: {_one_line(exc)}") from exc
+        raise ModelLoadError(f"invalid device {device!r}: {one_line(exc)}") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError(f"device {device!r} requested but CUDA is not available")
     return dev
@@ -300,7 +296,7 @@ class TransformersBackend:
         return str(self._local_dir) if self._local_dir is not None else self.model_id
 
     def _load_error(self, what: str, exc: BaseException) -> ModelLoadError:
-        msg = _one_line(exc)
+        msg = one_line(exc)
         if "trust_remote_code" in str(exc) or "custom code" in str(exc):
             return ModelLoadError(
                 f"{self.model_id} needs trust_remote_code=True (its own code would run); "
@@ -350,7 +346,7 @@ class TransformersBackend:
                 return model.to(self.device).eval()
             except Exception as exc:
                 raise ModelLoadError(
-                    f"cannot move {self.model_id} to {self.device}: {_one_line(exc)}"
+                    f"cannot move {self.model_id} to {self.device}: {one_line(exc)}"
                 ) from exc
         raise ModelLoadError(
             f"{self.model_id} ({self.model_type}) is not a generative audio-text model "
@@ -522,7 +518,7 @@ class TransformersBackend:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"cannot build model inputs: {_one_line(exc)}") from exc
+            raise BackendError(f"cannot build model inputs: {one_line(exc)}") from exc
         return self._to_device(dict(batch))
 
     def _template_inputs(self, messages: list[dict], prefix: str) -> Any:
@@ -678,7 +674,7 @@ class TransformersBackend:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"generation failed: {_one_line(exc)}") from exc
+            raise BackendError(f"generation failed: {one_line(exc)}") from exc
 
     def _sample(self, inputs: dict[str, Any], params: GenerationParams) -> list[Candidate]:
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
@@ -861,7 +857,7 @@ class TransformersBackend:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"label scoring failed: {_one_line(exc)}") from exc
+            raise BackendError(f"label scoring failed: {one_line(exc)}") from exc
 
     def _score_cached(self, inputs: dict[str, Any], conts: list[list[int]]) -> np.ndarray:
         cache, last = self._prefill(inputs, inputs["input_ids"].shape[1])
@@ -930,7 +926,7 @@ class TransformersBackend:
         except BackendError:
             raise
         except Exception as exc:
-            raise BackendError(f"verifier scoring failed: {_one_line(exc)}") from exc
+            raise BackendError(f"verifier scoring failed: {one_line(exc)}") from exc
 
     def _shared_prefix(self, ids: list[torch.Tensor]) -> int | None:
         """Length of the common token prefix usable for one shared prefill, or None.

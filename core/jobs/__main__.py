@@ -1,0 +1,60 @@
+"""`python -m ambiscope.core.jobs --db PATH [options]`: run a worker without the front end.
+
+This is what `ensure_worker` starts detached (the TUI, `enqueue --start-worker`); the
+`ambiscope worker` command calls the same `run_worker` with the same options. argparse,
+not click: core does not depend on the command-line framework.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ambiscope.core.jobs.kinds import JOB_MODULES_ENV
+from ambiscope.core.jobs.queue import DEFAULT_LEASE_S
+from ambiscope.core.jobs.worker import WorkerConfig, run_worker
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m ambiscope.core.jobs",
+        description="Run background jobs of one workspace until stopped.",
+    )
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("AMBISCOPE_DB") or "ambiscope.db",
+        help="Workspace file (default: $AMBISCOPE_DB or ./ambiscope.db).",
+    )
+    parser.add_argument("--device", help="Device for every job, e.g. cuda:0.")
+    parser.add_argument("--once", action="store_true", help="Exit when no queued job is left.")
+    parser.add_argument("--max-jobs", type=int, help="Exit after this many jobs.")
+    parser.add_argument("--lease", dest="lease_s", type=float, default=DEFAULT_LEASE_S)
+    parser.add_argument("--poll", dest="poll_s", type=float, default=1.0)
+    parser.add_argument("--idle-exit", dest="idle_exit_s", type=float)
+    parser.add_argument("--unload-after", dest="unload_idle_s", type=float, default=300.0)
+    parser.add_argument(
+        "--import",
+        dest="modules",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help=f"Import a module that registers job kinds (also ${JOB_MODULES_ENV}).",
+    )
+    parser.add_argument("--heartbeat", dest="heartbeat_s", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--no-pid-check", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = vars(parse_args(argv))
+    db = args.pop("db")
+    config = WorkerConfig(pid_check=not args.pop("no_pid_check"), **args)
+    stats = run_worker(db, config)
+    print(f"worker finished: {stats.summary()}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""The resumable clip loop shared by sampling runs and synthetic-annotation runs.
+
+Both kinds of run do the same around their per-clip work: pick the selected clips the
+run has not finished (a rerun of the same spec resumes; failed clips are retried), ask
+`should_stop()` before each clip (Ctrl-C or a job's stop request ends the run between
+clips, never inside one), count outcomes and report progress. The per-clip work writes
+its clip in ONE transaction, so a clip is either entirely stored or not at all; a clip
+whose audio cannot be read or whose backend call fails is recorded as failed with its
+reason (`attempt_clip`) and the run goes on.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from ambiscope.core.alm.base import AudioInput, Backend, BackendError
+from ambiscope.core.audio import AudioError, load_audio
+from ambiscope.core.browse.filters import select_clip_ids
+from ambiscope.core.reference.distributions import entropy_bits
+from ambiscope.core.reference.prediction_scores import ReferenceScorer
+from ambiscope.db import Clip, Dataset, Prediction, Run, Workspace
+
+
+@dataclass
+class ClipOutcome:
+    """What processing one clip gave: `answers` model answers, `valid` of them usable."""
+
+    clip_id: int
+    ok: bool
+    seconds: float
+    model_seconds: float
+    answers: int = 0
+    valid: int = 0
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunProgress:
+    done: int
+    total: int
+    failed: int
+    elapsed: float
+    last: ClipOutcome | None
+
+
+@dataclass
+class LoopResult:
+    """Totals of one pass of the loop over a run's selected clips."""
+
+    run: Run
+    created: bool
+    total: int = 0
+    skipped: int = 0
+    processed: int = 0
+    failed: int = 0
+    answers: int = 0
+    valid: int = 0
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+    stopped: bool = False
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def invalid(self) -> int:
+        return self.answers - self.valid
+
+
+R = TypeVar("R", bound=LoopResult)
+
+
+class ModelClock:
+    """Seconds spent inside model calls (`with clock.timing(): backend.sample(...)`)."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+        self.model_seconds = 0.0
+
+    @contextmanager
+    def timing(self) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.model_seconds += time.perf_counter() - t0
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+
+def find_run(ws: Workspace, ds: Dataset, digest: str) -> Run | None:
+    """The dataset's run whose spec identity hashes to `digest` (the run to resume)."""
+    return next((r for r in ws.runs(ds.id) if r.config.get("identity_hash") == digest), None)
+
+
+def clip_audio(ds: Dataset, clip: Clip, backend: Backend) -> AudioInput:
+    """The clip's audio at the backend's rate and length limit (AudioError if unusable)."""
+    if not clip.path:
+        raise AudioError(f"clip {clip.key}: no audio file")
+    root = Path(ds.root) if ds.root else Path()
+    loaded = load_audio(
+        root / clip.path, backend.sample_rate, max_seconds=backend.max_audio_seconds
+    )
+    return AudioInput(loaded.samples, loaded.sample_rate, tuple(loaded.warnings))
+
+
+def attempt_clip(
+    ws: Workspace, run: Run, clip: Clip, work: Callable[[ModelClock], ClipOutcome]
+) -> ClipOutcome:
+    """`work(clock)` on one clip; unreadable audio or a backend failure is recorded as the
+    clip's failure (first line of the reason) and returned as a failed outcome."""
+    clock = ModelClock()
+    try:
+        return work(clock)
+    except (AudioError, BackendError) as exc:
+        text = str(exc).strip()
+        error = text.splitlines()[0] if text else type(exc).__name__
+        seconds = clock.elapsed()
+        with ws.transaction():
+            ws.set_run_clip(
+                run.id,
+                clip.id,
+                "failed",
+                error=error,
+                seconds=seconds,
+                model_seconds=clock.model_seconds,
+            )
+        return ClipOutcome(clip.id, False, seconds, clock.model_seconds, error=error)
+
+
+def clear_clip(ws: Workspace, run: Run, clip: Clip) -> None:
+    """Delete a clip's earlier samples and predictions of the run (inside the clip's
+    transaction, before its new rows are written)."""
+    for table in ("samples", "predictions"):
+        ws.conn.execute(f"DELETE FROM {table} WHERE run_id = ? AND clip_id = ?", (run.id, clip.id))
+
+
+def prediction(
+    run: Run,
+    strategy: str,
+    clip: Clip,
+    dist: np.ndarray,
+    labels: Sequence[str],
+    scorer: ReferenceScorer,
+) -> Prediction:
+    """A stored prediction: top label, entropy and scores against the human reference."""
+    js, bc, agree = scorer.score(clip.id, dist)
+    entropy = float(entropy_bits(dist[None, :])[0])
+    return Prediction(
+        run.id, strategy, clip.id, dist, labels[int(np.argmax(dist))], entropy, js, bc, agree
+    )
+
+
+def run_selected(
+    ws: Workspace,
+    ds: Dataset,
+    result: R,
+    process: Callable[[Clip], ClipOutcome],
+    *,
+    clip_ids: Sequence[int] | None = None,
+    where: str | None = None,
+    limit: int | None = None,
+    on_progress: Callable[[RunProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> R:
+    """Process the selected clips the run has not finished, in order, into `result`.
+
+    The selection is the explicit `clip_ids`, else the filter `where` (up to `limit`);
+    clips already done are skipped (resume), failed ones retried. `should_stop()` is
+    asked before each clip; `on_progress` hears after each.
+    """
+    selected = (
+        list(clip_ids)
+        if clip_ids is not None
+        else select_clip_ids(ws.conn, where, dataset_id=ds.id, limit=limit)
+    )
+    done = ws.run_clip_ids(result.run.id, status="done")
+    todo = [c for c in selected if c not in done]
+    result.total, result.skipped = len(selected), len(selected) - len(todo)
+    started = time.perf_counter()
+    for clip_id in todo:
+        if should_stop is not None and should_stop():
+            result.stopped = True
+            break
+        clip = ws.get_clip(clip_id)
+        outcome = process(clip)
+        result.processed += 1
+        result.model_seconds += outcome.model_seconds
+        if outcome.ok:
+            result.answers += outcome.answers
+            result.valid += outcome.valid
+        else:
+            result.failed += 1
+            result.failures.append((clip.key, outcome.error or "failed"))
+        if on_progress is not None:
+            elapsed = time.perf_counter() - started
+            done_now = result.skipped + result.processed
+            on_progress(RunProgress(done_now, result.total, result.failed, elapsed, outcome))
+    result.seconds = time.perf_counter() - started
+    return result

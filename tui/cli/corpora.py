@@ -1,0 +1,84 @@
+"""`ambiscope import`: read a corpus with every rater's vote into the workspace."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ambiscope.tui.cli.options import CORPUS_FORMATS, RegistryChoice, db_option
+
+
+@click.command("import")
+@click.argument("format", metavar="FORMAT", type=RegistryChoice(CORPUS_FORMATS))
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--name", help="Dataset name (default: derived from the corpus).")
+@click.option("--audio-root", type=click.Path(file_okay=False), help="Where the audio lives.")
+@click.option("--labels", help="Restrict the label set: a comma list or `4class`.")
+@click.option("--merge-excited", is_flag=True, help="Fold excited into happy (IEMOCAP 4-class).")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="WORD=LABEL",
+    help="Map an unknown label word explicitly (repeatable).",
+)
+@click.option(
+    "--unknown",
+    type=click.Choice(["error", "other", "drop"]),
+    default="error",
+    show_default=True,
+    help="What to do with label words nobody mapped.",
+)
+@click.option(
+    "--modality",
+    type=click.Choice(["voice", "face", "av"]),
+    default="voice",
+    show_default=True,
+    help="CREMA-D: which rating modality to import.",
+)
+@click.option("--skip-bad", is_flag=True, help="Skip malformed lines (report a count).")
+@click.option("--replace", is_flag=True, help="Delete and re-read the dataset.")
+@db_option
+def import_(
+    format: str,
+    path: str,
+    name: str | None,
+    audio_root: str | None,
+    labels: str | None,
+    merge_excited: bool,
+    mapping: tuple[str, ...],
+    unknown: str,
+    modality: str,
+    skip_bad: bool,
+    replace: bool,
+    db: Path,
+) -> None:
+    """Import a corpus with every rater's vote.
+
+    FORMAT is a registered corpus format (crema-d, iemocap, msp-podcast, label-studio,
+    manifest, ...); PATH is the corpus folder (or export/manifest file) exactly as its
+    owners ship it. The import is one transaction: on error nothing is written.
+    Re-importing adds nothing new.
+    """
+    from ambiscope.core.corpora import import_corpus
+    from ambiscope.core.corpora.base import ImportOptions
+    from ambiscope.core.labels import parse_label_list, parse_mapping
+    from ambiscope.core.reference.human import refresh_human
+    from ambiscope.db import Workspace
+
+    options = ImportOptions(
+        name=name,
+        audio_root=audio_root,
+        labels=parse_label_list(labels) if labels else None,
+        merge_excited=merge_excited,
+        label_map=parse_mapping(list(mapping)),
+        unknown=unknown,  # type: ignore[arg-type]
+        skip_bad=skip_bad,
+        replace=replace,
+        extra={"modality": modality} if format == "crema-d" else {},
+    )
+    with Workspace.open(db, create=True) as ws:
+        result = import_corpus(ws, format, path, options)
+        refresh_human(ws, result.dataset)
+    click.echo(result.summary())

@@ -1,0 +1,249 @@
+"""Options shared by several commands, declared once (the way sqlite-utils does it).
+
+Each helper is a decorator that adds a group of click options to a command, so `sample`
+and `enqueue resample` take exactly the same sampling options, and every command takes
+the same `--db`. Choices that name plug-ins (backends, strategies, formats, references,
+job kinds) come from the registries in core through `RegistryChoice`, which imports the
+registry only when the choices are needed (parsing or a subcommand's help), so `ambiscope
+--help` stays free of numpy, torch and textual.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_DB = "ambiscope.db"
+DB_ENV = "AMBISCOPE_DB"
+_DB_KEY = "ambiscope.db"  # ctx.meta (shared by the whole context tree): the --db given last
+FILTER_HELP = "Clip filter, e.g. 'ambiguity:high disagree -flag:bad' (terms ANDed; see README)."
+
+
+# ----------------------------------------------------------------- choices
+def _names(ref: str) -> tuple[str, ...]:
+    """The names at ``"module:attr"``: a registry's, a tuple, or what a function returns."""
+    module, _, attr = ref.partition(":")
+    found = getattr(importlib.import_module(module), attr)
+    if hasattr(found, "names"):
+        return tuple(found.names())
+    return tuple(found() if callable(found) else found)
+
+
+class RegistryChoice(click.Choice):
+    """A click.Choice whose choices are a registry's names, read on first use."""
+
+    def __init__(self, registry: str) -> None:
+        self.registry = registry
+        self.case_sensitive = True
+        self._choices: tuple[str, ...] | None = None
+
+    @property  # type: ignore[override]
+    def choices(self) -> tuple[str, ...]:
+        if self._choices is None:
+            self._choices = _names(self.registry)
+        return self._choices
+
+
+class RegistryNames(click.ParamType):
+    """A comma list of a registry's names, checked against the registry, or `all`.
+
+    `every` names what `all` stands for when a command handles only some entries (the
+    benchmark table: the metrics its bootstrap computes); default: every entry.
+    """
+
+    name = "names"
+
+    def __init__(self, registry: str, *, every: str | None = None) -> None:
+        self.registry = registry
+        self.every = every or registry
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, tuple):
+            return value
+        known = _names(self.registry)
+        names = tuple(n.strip() for n in str(value).split(",") if n.strip())
+        if names == ("all",):
+            return _names(self.every)
+        unknown = [n for n in names if n not in known]
+        if unknown:
+            self.fail(f"unknown {', '.join(unknown)} (known: {', '.join(known)}, all)", param, ctx)
+        return names
+
+
+CORPUS_FORMATS = "ambiscope.core.corpora:FORMATS"
+BACKENDS = "ambiscope.core.alm:BACKENDS"
+MODES = "ambiscope.core.alm.prompts:MODES"
+STRATEGIES = "ambiscope.core.scaling.strategies:STRATEGIES"
+METRICS = "ambiscope.core.metrics:METRICS"
+TABLE_FORMATS = "ambiscope.core.export:TABLE_FORMATS"
+SUBSET_FORMATS = "ambiscope.core.export:SUBSET_FORMATS"
+REFERENCES = "ambiscope.core.reference:REFERENCES"
+JOB_KINDS = "ambiscope.core.jobs.kinds:JOB_KINDS"
+
+
+# ---------------------------------------------------------------------- --db
+def _remember_db(ctx: click.Context, _param: click.Parameter, value: str | None) -> Path:
+    """The workspace: this command's --db, else one given before it, $AMBISCOPE_DB, default."""
+    if value is not None:
+        ctx.meta[_DB_KEY] = Path(value)
+    return ctx.meta.get(_DB_KEY) or Path(os.environ.get(DB_ENV) or DEFAULT_DB)
+
+
+def db_option(func: F | None = None, *, expose_value: bool = True) -> Any:
+    """`--db PATH`, accepted before and after the command name; passes `db: Path`.
+
+    ``@db_option(expose_value=False)`` on commands that need no workspace keeps `--db`
+    valid in every position without handing them an unused argument.
+    """
+    option = click.option(
+        "--db",
+        type=click.Path(dir_okay=False),
+        callback=_remember_db,
+        expose_value=expose_value,
+        help=f"Workspace file (SQLite; default ${DB_ENV} or ./{DEFAULT_DB}).",
+    )
+    return option if func is None else option(func)
+
+
+def option_group(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
+    """One decorator applying `options` in the order listed (first = first in --help)."""
+
+    def decorate(func: F) -> F:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return decorate
+
+
+# ------------------------------------------------------------------ outputs
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+force_option = click.option("--force", is_flag=True, help="Replace a non-empty output.")
+
+
+def reference_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--reference",
+        type=RegistryChoice(REFERENCES),
+        default="human",
+        show_default=True,
+        help=help,
+    )
+
+
+def strategies_option(help: str) -> Callable[[F], F]:
+    return click.option(
+        "--strategy", "strategies", type=RegistryChoice(STRATEGIES), multiple=True, help=help
+    )
+
+
+# ----------------------------------------------------------------- sampling
+def model_options(*, max_new_tokens: int, prompt_help: str) -> Callable[[F], F]:
+    """Which model answers, how it is run, and which clips: `sample` and `annotate-synthetic`."""
+    return option_group(
+        [
+            click.option("--model", "-m", required=True, help="HF model id or checkpoint path."),
+            click.option(
+                "--backend",
+                type=RegistryChoice(BACKENDS),
+                default="transformers",
+                show_default=True,
+            ),
+            click.option("--max-new-tokens", default=max_new_tokens, show_default=True),
+            click.option(
+                "--prompt",
+                "prompt_file",
+                type=click.Path(exists=True, dir_okay=False),
+                help=prompt_help,
+            ),
+            click.option("--transcript", is_flag=True, help="Put the transcript into the prompt."),
+            click.option("--name", help="A short name for the run."),
+            click.option("--where", help=FILTER_HELP),
+            click.option("--limit", type=int, help="At most this many clips."),
+            click.option("--device", default="auto", show_default=True),
+            click.option("--dtype", default="auto", show_default=True),
+            click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code."),
+            click.option(
+                "--base-url", help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1"
+            ),
+            click.option("--api-key-env", help="openai backend: NAME of the env var with the key."),
+            click.option("--concurrency", default=4, show_default=True),
+            click.option("--timeout", default=120.0, show_default=True),
+        ]
+    )
+
+
+sampling_options = option_group(
+    [
+        click.option("--dataset", "-d", required=True, help="Dataset to sample."),
+        model_options(max_new_tokens=48, prompt_help="Prompt template file (TOML/JSON)."),
+        click.option(
+            "--mode",
+            type=RegistryChoice(MODES),
+            default="label",
+            show_default=True,
+            help="What the model is asked to answer.",
+        ),
+        click.option("--n", "n", default=16, show_default=True, help="Candidates per clip."),
+        click.option("--temperature", default=0.8, show_default=True),
+        click.option("--top-p", type=float, default=None),
+        click.option(
+            "--search", type=click.Choice(["sample", "beam"]), default="sample", show_default=True
+        ),
+        click.option("--beams", default=4, show_default=True, help="Beams for --search beam."),
+        click.option("--verifier", help="Verifier model for ALM-v strategies (`self`: same)."),
+        click.option("--no-likelihood", is_flag=True, help="Skip the exact label-likelihood pass."),
+        click.option("--seed", default=0, show_default=True),
+    ]
+)
+"""Every option of a run spec plus the clip selection (`sample`, `enqueue resample`)."""
+
+
+def run_spec(kw: dict[str, Any]) -> tuple[Any, str | None, int | None]:
+    """(RunSpec, where, limit) from `sampling_options`' values (consumed from `kw`)."""
+    from ambiscope.core.scaling.run import RunSpec
+
+    where, limit = kw.pop("where"), kw.pop("limit")
+    kw["likelihood"] = not kw.pop("no_likelihood")
+    return RunSpec(**kw), where, limit
+
+
+# ---------------------------------------------------------------- progress
+def progress_printer() -> Callable[[Any], None]:
+    """A one-line progress bar on stderr for `on_progress` callbacks (at most 5 per second)."""
+    import time
+
+    last = [0.0]
+
+    def show(p: Any) -> None:
+        now = time.monotonic()
+        if now - last[0] < 0.2 and p.done < p.total:
+            return
+        last[0] = now
+        rate = (p.done / p.elapsed) if p.elapsed > 0 else 0.0
+        remaining = (p.total - p.done) / rate if rate > 0 else float("nan")
+        eta = f"{remaining:5.0f}s" if remaining == remaining else "  ?  "
+        width = 24
+        filled = int(width * p.done / max(p.total, 1))
+        bar = "#" * filled + "." * (width - filled)
+        click.echo(
+            f"\r[{bar}] {p.done}/{p.total} clips  {rate:5.2f} clips/s  ETA {eta}"
+            f"  failed {p.failed}",
+            err=True,
+            nl=p.done >= p.total,
+        )
+
+    return show
+
+
+def interrupted() -> SystemExit:
+    """What Ctrl-C in a resumable loop ends with (finished clips are kept)."""
+    click.echo("\ninterrupted: finished clips are saved; rerun to resume", err=True)
+    return SystemExit(130)

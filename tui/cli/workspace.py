@@ -1,0 +1,103 @@
+"""Workspace commands: `init`, `demo`, `stats` and `make-tiny-model`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ambiscope.tui.cli.options import db_option, json_option, progress_printer
+
+
+@click.command()
+@click.argument("path", required=False, type=click.Path(dir_okay=False))
+@db_option
+def init(path: str | None, db: Path) -> None:
+    """Create an empty workspace (or upgrade an existing one) at PATH or --db."""
+    from ambiscope.db import Workspace
+
+    target = Path(path) if path else db
+    with Workspace.open(target, create=True) as ws:
+        click.echo(f"workspace {target} ready (schema {ws.schema_version})")
+
+
+@click.command()
+@click.option("--clips", default=60, show_default=True, help="Number of demo clips.")
+@click.option("--seed", default=7, show_default=True, help="Random seed for votes and prosody.")
+@click.option("--n", "n", default=8, show_default=True, help="Model candidates per clip.")
+@click.option("--force", is_flag=True, help="Rebuild the demo dataset if it exists.")
+@click.option("--no-model", is_flag=True, help="Skip sampling the tiny model.")
+@click.option("--no-tui", is_flag=True, help="Do not open the TUI afterwards.")
+@db_option
+def demo(
+    clips: int, seed: int, n: int, force: bool, no_model: bool, no_tui: bool, db: Path
+) -> None:
+    """Build the demo workspace, sample the tiny model on it, open the workbench.
+
+    Clips are synthesised offline with eSpeak NG (prosody standing in for emotions) as
+    16 kHz WAV files next to the workspace, and 3-12 simulated raters vote on each clip so
+    that unanimous, mixed and split clips all occur. Then a tiny random-weight
+    Qwen2-Audio checkpoint (built offline) answers N times per clip and every strategy
+    (including the model as its own verifier and exact label likelihood) is computed, so
+    every screen has data. The run resumes if interrupted. The TUI opens when the
+    terminal is interactive.
+    """
+    from ambiscope.core.demo import DemoSpec, build_demo, demo_run_spec, format_summary
+
+    summary = build_demo(db, DemoSpec(n_clips=clips, seed=seed), force=force)
+    click.echo(format_summary(summary))
+    if not no_model:
+        from ambiscope.core.alm.tiny import build_tiny_model
+        from ambiscope.core.evaluation import evaluate, format_table
+        from ambiscope.core.scaling.run import execute_run
+        from ambiscope.db import Workspace
+
+        model_dir = db.parent / f"{db.stem}-tiny-model"
+        if not (model_dir / "config.json").is_file():
+            build_tiny_model(model_dir)
+        click.echo(f"\nsampling the tiny model ({model_dir}), {n} candidates per clip:", err=True)
+        with Workspace.open(db) as ws:
+            result = execute_run(ws, demo_run_spec(model_dir, n), on_progress=progress_printer())
+            rows = evaluate(ws, "demo", runs=[result.run.id], by="none")
+        click.echo(format_table(rows, ("js", "bc", "accuracy", "invalid_rate")))
+        click.echo("(a random-weight model: expect near-chance numbers and invalid answers)")
+    if no_tui or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        click.echo(f"\nopen the workbench with: ambiscope --db {db}")
+        return
+    from ambiscope.tui.cli.app import run_tui
+
+    run_tui(db)
+
+
+@click.command()
+@click.option("--dataset", "-d", multiple=True, help="Limit to these datasets (repeatable).")
+@json_option
+@db_option
+def stats(dataset: tuple[str, ...], as_json: bool, db: Path) -> None:
+    """Per-dataset clips, votes (weighted votes count by weight), raters per clip, label
+    histogram, ambiguity and agreement."""
+    import json
+
+    from ambiscope.core.stats import format_stats, workspace_stats
+    from ambiscope.db import Workspace
+
+    with Workspace.open(db) as ws:
+        result = workspace_stats(ws, list(dataset) or None)
+    click.echo(json.dumps(result, indent=2) if as_json else format_stats(result))
+
+
+@click.command("make-tiny-model")
+@click.argument("out", type=click.Path(file_okay=False))
+@click.option("--seed", default=0, show_default=True)
+@db_option(expose_value=False)
+def make_tiny_model(out: str, seed: int) -> None:
+    """Build a tiny random-weight Qwen2-Audio checkpoint in OUT (offline, < 1 s).
+
+    It loads with AutoProcessor + AutoModelForMultimodalLM like a real model, so the
+    whole sampling pipeline can be exercised without downloading weights.
+    """
+    from ambiscope.core.alm.tiny import build_tiny_model
+
+    path = build_tiny_model(Path(out), seed=seed)
+    click.echo(f"tiny Qwen2-Audio checkpoint written to {path}")

@@ -1,0 +1,176 @@
+"""Browser keys that change what is shown: cursor, sort, run and strategy, filter terms.
+
+The quick filter keys (A P L D ! M >) edit the same filter text the `/` line shows, so a
+researcher can always see, and type over, what the keys did.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from textual import events, on
+from textual.widgets import Input
+
+from ambiscope.core.browse.filters import parse_filter
+from ambiscope.tui.screens.browser.detail import DetailLoading
+from ambiscope.tui.screens.modals import ChoiceModal
+from ambiscope.tui.widgets.clip_table import COLUMNS, ClipTable
+
+
+class NavigationActions(DetailLoading):
+    """Actions of the Browse and Filter key groups (ambiscope.tui.keys)."""
+
+    # ------------------------------------------------------------------ browse
+    def action_noop(self) -> None:
+        """Documented keys handled by widgets themselves."""
+
+    def action_table_cursor(self, delta: int) -> None:
+        self.table.action_cursor(delta)
+
+    def action_toggle_detail(self) -> None:
+        maxed = not self.has_class("detail-max")
+        self.set_class(maxed, "detail-max")
+        self.table.focus()
+        self.call_after_refresh(self.table._scroll_to_cursor)
+
+    def action_next_sort(self) -> None:
+        visible = [
+            c.id
+            for c in COLUMNS
+            if c.id not in self.table.hidden and (self.query_state.has_model or not c.model)
+        ]
+        current = self.query_state.sort
+        i = visible.index(current) if current in visible else -1
+        self.set_sort(visible[(i + 1) % len(visible)])
+
+    def action_reverse_sort(self) -> None:
+        q = self.query_state
+        self.set_sort(q.sort, not q.descending)
+
+    @on(ClipTable.SortRequested)
+    def _sort_requested(self, message: ClipTable.SortRequested) -> None:
+        q = self.query_state
+        if message.column == q.sort:
+            self.set_sort(q.sort, not q.descending)
+        else:
+            self.set_sort(message.column)
+
+    def action_pick_run(self) -> None:
+        ctx = self.context
+        if ctx is None:
+            return
+        choices = [("none", "no model (human columns only)")]
+        for run in ctx.runs:
+            ds = ctx.dataset(run.dataset_id)
+            for strategy in ctx.strategies.get(run.id, ()):
+                choices.append(
+                    (
+                        f"{run.id}:{strategy}",
+                        f"{run.label} · {strategy} · {ds.name if ds else '?'} · "
+                        f"{run.mode} N={run.n}",
+                    )
+                )
+        if len(choices) == 1:
+            self.notify("no runs with predictions yet: press r to queue a sampling job")
+        q = self.query_state
+        current = f"{q.run_id}:{q.strategy}" if q.has_model else "none"
+        self.app.push_screen(ChoiceModal("Run and strategy", choices, current), self._run_picked)
+
+    def _run_picked(self, choice: str | None) -> None:
+        if choice is None:
+            return
+        if choice == "none":
+            self.select_model(None, None)
+        else:
+            run_id, strategy = choice.split(":", 1)
+            self.select_model(int(run_id), strategy)
+
+    def select_model(self, run_id: int | None, strategy: str | None) -> None:
+        q = self.query_state
+        sort = q.sort
+        flt = q.filter_text
+        if run_id is None:
+            if sort in ("model", "model_entropy", "js"):
+                sort = "key"
+            if parse_filter(flt).needs_prediction or parse_filter(flt).needs_run:
+                flt = ""
+                self.query_one("#filter", Input).value = ""
+        self.query_state = q.with_(run_id=run_id, strategy=strategy, sort=sort, filter_text=flt)
+        self.run_query(keep_position=True)
+        self.reload_detail()
+
+    def action_cycle_strategy(self, step: int) -> None:
+        ctx = self.context
+        q = self.query_state
+        if ctx is None or q.run_id is None:
+            self.notify("no run selected (R picks one)")
+            return
+        names = list(ctx.strategies.get(q.run_id, ()))
+        if not names:
+            return
+        i = names.index(q.strategy) if q.strategy in names else -1
+        self.select_model(q.run_id, names[(i + step) % len(names)])
+
+    # ------------------------------------------------------------------ filter
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        if self.apply_filter(event.value):
+            self.table.focus()
+
+    def on_key(self, event: events.Key) -> None:
+        if event.key == "escape" and self.focused is self.query_one("#filter", Input):
+            self.table.focus()
+            event.stop()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.apply_filter("")
+
+    def _terms(self) -> list[str]:
+        try:
+            return shlex.split(self.query_state.filter_text)
+        except ValueError:
+            return self.query_state.filter_text.split()
+
+    def _set_terms(self, terms: list[str]) -> None:
+        self.apply_filter(" ".join(shlex.quote(t) if " " in t else t for t in terms))
+
+    def action_cycle_term(self, field: str) -> None:
+        ctx = self.context
+        if ctx is None:
+            return
+        values: list[str] = {
+            "ambiguity": ["low", "medium", "high"],
+            "split": list(ctx.splits),
+            "label": list(ctx.majorities),
+            "dataset": [d.name for d in ctx.datasets],
+        }[field]
+        if not values:
+            self.notify(f"no {field} values to filter by")
+            return
+        terms = self._terms()
+        prefix = f"{field}:"
+        current = next((t[len(prefix) :] for t in terms if t.startswith(prefix)), None)
+        terms = [t for t in terms if not t.startswith(prefix)]
+        if current is None:
+            terms.append(prefix + values[0])
+        elif current in values and values.index(current) + 1 < len(values):
+            terms.append(prefix + values[values.index(current) + 1])
+        self._set_terms(terms)
+
+    def action_toggle_term(self, name: str) -> None:
+        terms = self._terms()
+        if name == "js":
+            term = f"js>{self.settings.js_threshold:g}"
+            present = [t for t in terms if t.startswith("js>")]
+        else:
+            term = name
+            present = [t for t in terms if t == name]
+        if present:
+            terms = [t for t in terms if t not in present]
+        else:
+            terms.append(term)
+        self._set_terms(terms)
