@@ -80,12 +80,9 @@ def _export_subset(
 def _export_table(
     access: data.WorkspaceAccess, fmt: str, bootstrap: int, target: Path
 ) -> tuple[Path, int]:
-    from ambiscope.core.export._common import atomic_write_text, dumps
-    from ambiscope.core.export.tables import TableOptions, compute_benchmark, render
+    from ambiscope.core.export.tables import TableOptions, compute_benchmark, write_table
 
     with access.writer() as ws:
         table, provenance = compute_benchmark(ws, options=TableOptions(bootstrap=bootstrap))
-    atomic_write_text(target, render(table, fmt, provenance))
-    provenance_file = target.with_name(target.name + ".provenance.json")
-    atomic_write_text(provenance_file, dumps(provenance) + "\n")
+    write_table(table, fmt, target, provenance)
     return target, len(table.rows)

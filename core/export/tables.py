@@ -24,12 +24,13 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ambiscope.core.export import TABLE_FORMATS
-from ambiscope.core.export._common import ExportError, dumps
+from ambiscope.core.export._common import ExportError, atomic_write_text, dumps
 from ambiscope.core.export.data import (
     DatasetData,
     MemberData,
@@ -625,3 +626,15 @@ def render(table: BenchmarkTable, fmt: str, provenance: dict[str, Any] | None = 
             f"--format must be one of {', '.join(TABLE_FORMATS.names())}, got {fmt!r}"
         )
     return TABLE_FORMATS[fmt](table, provenance)
+
+
+def write_table(
+    table: BenchmarkTable, fmt: str, path: str | Path, provenance: dict[str, Any]
+) -> Path:
+    """Write the rendered table to `path` and `PATH.provenance.json` beside it, each
+    atomically (a reader never sees half a file); returns the provenance file's path."""
+    out = Path(path)
+    atomic_write_text(out, render(table, fmt, provenance))
+    beside = out.with_name(out.name + ".provenance.json")
+    atomic_write_text(beside, dumps(provenance) + "\n")
+    return beside

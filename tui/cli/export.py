@@ -117,8 +117,7 @@ def metrics(
     Each strategy is compared with the run's baseline on the same clips by a paired
     bootstrap; md/latex mark the best value per column.
     """
-    from ambiscope.core.export._common import atomic_write_text, dumps
-    from ambiscope.core.export.tables import compute_benchmark, render
+    from ambiscope.core.export.tables import compute_benchmark, render, write_table
     from ambiscope.db import Workspace
 
     options = _table_options(**kw)
@@ -126,16 +125,13 @@ def metrics(
         table, provenance = compute_benchmark(
             ws, datasets=datasets, runs=runs, strategies=strategies, where=where, options=options
         )
-    text = render(table, fmt, provenance)
     for warning in table.warnings:
         click.echo(f"warning: {warning}", err=True)
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(render(table, fmt, provenance), nl=False)
         return
-    out = Path(output)
-    atomic_write_text(out, text)
-    atomic_write_text(out.with_name(out.name + ".provenance.json"), dumps(provenance) + "\n")
-    click.echo(f"wrote {len(table.rows)} rows to {out} (+ {out.name}.provenance.json)")
+    beside = write_table(table, fmt, output, provenance)
+    click.echo(f"wrote {len(table.rows)} rows to {output} (+ {beside.name})")
 
 
 @click.command("report")

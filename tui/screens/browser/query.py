@@ -304,7 +304,8 @@ class QueryPaging(AppScreen):
             if run is None:
                 text.append(" · no model runs yet (r queues one)", style="yellow")
             else:
-                text.append(f" · run {run.label} · {q.strategy}", style="bold")
+                strategy = q.strategy or "no predictions yet"
+                text.append(f" · run {run.label} · {strategy}", style="bold")
             col = next((c for c in COLUMNS if c.id == q.sort), None)
             arrow = "↓" if q.descending else "↑"
             text.append(f" · sort {col.header if col else q.sort}{arrow}", style="dim")
