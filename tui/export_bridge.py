@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ambiscope.core.browse.query import BrowseQuery
+from ambiscope.db.access import WorkspaceAccess
 from ambiscope.tui import data
 
 
@@ -40,7 +41,7 @@ def table_formats() -> list[str]:
 
 
 def export(
-    access: data.WorkspaceAccess,
+    access: WorkspaceAccess,
     request: ExportRequest,
     query: BrowseQuery,
     include_own: bool = False,
@@ -62,7 +63,7 @@ def export(
 
 
 def _export_subset(
-    access: data.WorkspaceAccess, fmt: str, query: BrowseQuery, target: Path
+    access: WorkspaceAccess, fmt: str, query: BrowseQuery, target: Path
 ) -> tuple[Path, int]:
     from ambiscope.core.export.subset import SubsetOptions, export_subset
 
@@ -78,7 +79,7 @@ def _export_subset(
 
 
 def _export_table(
-    access: data.WorkspaceAccess, fmt: str, bootstrap: int, target: Path
+    access: WorkspaceAccess, fmt: str, bootstrap: int, target: Path
 ) -> tuple[Path, int]:
     from ambiscope.core.export.tables import TableOptions, compute_benchmark, write_table
 

@@ -20,7 +20,8 @@ from textual.worker import get_current_worker
 
 from ambiscope.core.text import one_line
 from ambiscope.db import Job
-from ambiscope.tui import data, jobs_bridge
+from ambiscope.db.access import WorkspaceAccess
+from ambiscope.tui import jobs_bridge
 from ambiscope.tui.messages import JobsPolled
 from ambiscope.tui.playback import Player
 from ambiscope.tui.settings import Settings, load_settings, save_settings
@@ -41,7 +42,7 @@ class WorkspaceApp(App[None]):
         save_user_settings: bool = True,
     ) -> None:
         super().__init__()
-        self.access = data.WorkspaceAccess(Path(db_path))
+        self.access = WorkspaceAccess(Path(db_path))
         warning = None
         if settings is None:
             settings, warning = load_settings()

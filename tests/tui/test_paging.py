@@ -12,6 +12,7 @@ from textual.geometry import Region
 
 from ambiscope.core.browse import query as browse
 from ambiscope.db import Workspace
+from ambiscope.db.access import WorkspaceAccess
 from ambiscope.tui import data
 from ambiscope.tui.widgets.clip_table import ClipTable
 from tests.tui.helpers import make_app, ready, until
@@ -58,7 +59,7 @@ def detail_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
     real = data.load_detail
 
-    def load_detail(access: data.WorkspaceAccess, clip_id: int, *rest: Any) -> data.ClipDetail:
+    def load_detail(access: WorkspaceAccess, clip_id: int, *rest: Any) -> data.ClipDetail:
         calls.append(clip_id)
         return real(access, clip_id, *rest)
 
@@ -131,7 +132,7 @@ async def test_row_strips_are_redrawn_when_rows_or_cursor_change(workspace: Path
 
 
 def test_reader_pool_reuses_connections_and_sees_writes(workspace: Path) -> None:
-    access = data.WorkspaceAccess(workspace)
+    access = WorkspaceAccess(workspace)
     with access.reader() as ws:
         first = ws
         count = ws.conn.execute("SELECT count(*) FROM flags").fetchone()[0]

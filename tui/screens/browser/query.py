@@ -26,6 +26,7 @@ from ambiscope.core.browse.filters import FilterError, parse_filter
 from ambiscope.core.browse.query import SORTABLE, BrowseQuery
 from ambiscope.core.scaling.strategies import preferred_strategy
 from ambiscope.core.text import one_line
+from ambiscope.db.access import WorkspaceAccess
 from ambiscope.tui import data
 from ambiscope.tui.data import ClipDetail, WorkspaceContext
 from ambiscope.tui.messages import (
@@ -74,7 +75,7 @@ class QueryPaging(AppScreen):
         return self.query_one(DetailView)
 
     @property
-    def access(self) -> data.WorkspaceAccess:
+    def access(self) -> WorkspaceAccess:
         return self.app.access
 
     @property
