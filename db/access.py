@@ -27,15 +27,17 @@ class WorkspaceAccess:
         self.path = Path(path)
         self._write_lock = threading.Lock()
         self._schema_checked = False
+        self.readonly = False  # known after ensure_schema(): the file cannot be written
         self._idle: list[Workspace] = []
         self._pool_lock = threading.Lock()
         self._closed = False
 
     def ensure_schema(self) -> None:
-        """Open read-write once so pending migrations are applied before read-only use."""
+        """Open for writing once so pending migrations are applied before read-only use;
+        a file this process cannot write opens read-only instead (`readonly` says so)."""
         if not self._schema_checked:
-            with self.writer():
-                pass
+            with self.writer() as ws:
+                self.readonly = ws.readonly
             self._schema_checked = True
 
     @contextmanager

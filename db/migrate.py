@@ -88,6 +88,7 @@ def apply_migrations(conn: sqlite3.Connection) -> int:
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
         conn.execute("COMMIT")
     except BaseException:
-        conn.execute("ROLLBACK")
+        if conn.in_transaction:  # SQLite rolls back by itself on a full disk or I/O error
+            conn.execute("ROLLBACK")
         raise
     return current

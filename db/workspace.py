@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import os
 import sqlite3
+import urllib.parse
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,9 +54,10 @@ class _TxState:
 class Workspace:
     """An open ambiscope workspace (see module docstring)."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+    def __init__(self, conn: sqlite3.Connection, path: Path, *, readonly: bool = False) -> None:
         self.conn = conn
         self.path = path
+        self.readonly = readonly
         self._tx = _TxState()
         self._dataset_cache: dict[int, Dataset] = {}
 
@@ -68,12 +70,14 @@ class Workspace:
 
         Raises WorkspaceError for a missing file (unless create), a file that is not
         SQLite, an SQLite file that is not an ambiscope workspace, and a workspace written
-        by a newer ambiscope.
+        by a newer ambiscope. A workspace this process cannot write (the file or its
+        folder) opens read-only: reads work, writes raise "read-only workspace".
         """
         p = Path(path)
         if p.is_dir():
             raise WorkspaceError(f"{p}: is a directory, not a workspace file")
         exists = p.exists() and p.stat().st_size > 0
+        readonly = readonly or (exists and not _writable(p))
         if not exists and not create:
             raise WorkspaceError(
                 f"{p}: no workspace here; create one with `ambiscope init {p}` or `ambiscope demo`"
@@ -83,28 +87,11 @@ class Workspace:
         if not exists:
             p.parent.mkdir(parents=True, exist_ok=True)
         try:
-            if readonly:
-                conn = sqlite3.connect(
-                    f"file:{p.resolve()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    check_same_thread=False,
-                )
-            else:
-                conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            # 64 MiB page cache: bulk vote inserts hit the annotator index in random order
-            conn.execute("PRAGMA cache_size = -65536")
-            # memory-mapped reads: short-lived reader connections (the TUI's worker
-            # threads) share the OS page cache instead of re-reading pages cold
-            conn.execute("PRAGMA mmap_size = 268435456")
-            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-            n_tables = conn.execute(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
-            ).fetchone()[0]
+            conn, (app_id, version, n_tables) = _connect(p, readonly)
         except sqlite3.DatabaseError as exc:
-            raise WorkspaceError(f"{p}: not an SQLite database ({exc})") from None
+            if exc.sqlite_errorname == "SQLITE_NOTADB":
+                raise WorkspaceError(f"{p}: not an SQLite database ({exc})") from None
+            raise WorkspaceError(f"{p}: cannot open the workspace ({exc})") from None
         try:
             cls._check_identity(p, app_id, version, n_tables)
             if not readonly:
@@ -117,10 +104,13 @@ class Workspace:
                         f"{p}: schema {version} needs an upgrade; open it once read-write"
                     )
                 apply_migrations(conn)
+        except sqlite3.OperationalError as exc:
+            conn.close()
+            raise WorkspaceError(f"{p}: cannot write the workspace ({exc})") from None
         except BaseException:
             conn.close()
             raise
-        return cls(conn, p)
+        return cls(conn, p, readonly=readonly)
 
     @staticmethod
     def _check_identity(p: Path, app_id: int, version: int, n_tables: int) -> None:
@@ -161,7 +151,8 @@ class Workspace:
         """
         tx = self._tx
         if tx.depth == 0:
-            self.conn.execute("BEGIN IMMEDIATE")
+            with self.write_errors():
+                self.conn.execute("BEGIN IMMEDIATE")
         else:
             name = f"sp{tx.depth}"
             tx.savepoints.append(name)
@@ -169,20 +160,51 @@ class Workspace:
         tx.depth += 1
         try:
             yield self.conn
-        except BaseException:
+        except BaseException as exc:
             tx.depth -= 1
             if tx.depth == 0:
-                self.conn.execute("ROLLBACK")
+                self._rollback()
+                if isinstance(exc, sqlite3.OperationalError):
+                    raise self._write_error(exc) from None
             else:
                 name = tx.savepoints.pop()
-                self.conn.execute(f"ROLLBACK TO {name}")
-                self.conn.execute(f"RELEASE {name}")
+                if self.conn.in_transaction:  # else SQLite rolled it all back (disk full)
+                    self.conn.execute(f"ROLLBACK TO {name}")
+                    self.conn.execute(f"RELEASE {name}")
             raise
         tx.depth -= 1
         if tx.depth == 0:
-            self.conn.execute("COMMIT")
+            try:
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                self._rollback()
+                raise self._write_error(exc) from None
         else:
             self.conn.execute(f"RELEASE {tx.savepoints.pop()}")
+
+    def _rollback(self) -> None:
+        """Roll back the open transaction; SQLite may already have (disk full, I/O error)."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def _write_error(self, exc: sqlite3.OperationalError) -> Exception:
+        """A full disk or a read-only file as one WorkspaceError line; other errors as-is."""
+        name = exc.sqlite_errorname
+        if name == "SQLITE_FULL":
+            return WorkspaceError(f"disk full writing {self.path}: nothing was written")
+        if name.startswith("SQLITE_READONLY"):
+            return WorkspaceError(f"read-only workspace: {self.path}")
+        return exc
+
+    @contextmanager
+    def write_errors(self) -> Iterator[None]:
+        """Refuse writes on a read-only workspace; word disk-full and read-only failures."""
+        if self.readonly:
+            raise WorkspaceError(f"read-only workspace: {self.path}")
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            raise self._write_error(exc) from None
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -869,3 +891,46 @@ class Workspace:
             name: self.conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
             for name in tables
         }
+
+
+def _writable(path: Path) -> bool:
+    """Whether this process may write the workspace file and create its WAL files."""
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _connect(p: Path, readonly: bool) -> tuple[sqlite3.Connection, tuple[int, int, int]]:
+    """Connect and read (application_id, user_version, table count).
+
+    Read-only, a WAL workspace in a folder we cannot write may have no `-shm` file to
+    share; SQLite then cannot open it read-only, so it is opened as immutable instead.
+    """
+    uri = f"file:{urllib.parse.quote(str(p.resolve()))}?mode=ro"
+    try:
+        return _identity(p, uri if readonly else None)
+    except sqlite3.OperationalError:
+        if not readonly:
+            raise
+        return _identity(p, uri + "&immutable=1")
+
+
+def _identity(p: Path, uri: str | None) -> tuple[sqlite3.Connection, tuple[int, int, int]]:
+    if uri is None:
+        conn = sqlite3.connect(p, isolation_level=None, check_same_thread=False)
+    else:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        # 64 MiB page cache: bulk vote inserts hit the annotator index in random order
+        conn.execute("PRAGMA cache_size = -65536")
+        # memory-mapped reads: short-lived reader connections (the TUI's worker
+        # threads) share the OS page cache instead of re-reading pages cold
+        conn.execute("PRAGMA mmap_size = 268435456")
+        app_id = conn.execute("PRAGMA application_id").fetchone()[0]
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        n_tables = conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'"
+        ).fetchone()[0]
+    except BaseException:
+        conn.close()
+        raise
+    return conn, (app_id, version, n_tables)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ambiscope.core.browse import query as browse
 from ambiscope.core.browse.query import BrowseQuery, ClipHuman, ClipPrediction
+from ambiscope.core.paths import dataset_file
 from ambiscope.core.reference.human import HumanOptions, dataset_options, ensure_human
 from ambiscope.db import Clip, Dataset, Run, Sample, VoteIn, VoteRow
 from ambiscope.db.access import WorkspaceAccess
@@ -113,10 +114,8 @@ class ClipDetail:
 
 
 def audio_path(ds: Dataset, clip: Clip) -> Path | None:
-    if not clip.path:
-        return None
-    p = Path(clip.path)
-    return p if p.is_absolute() or not ds.root else Path(ds.root) / p
+    """The clip's audio file, or None without one or outside the dataset's root."""
+    return dataset_file(ds.root, ds.options, clip.path) if clip.path else None
 
 
 def load_detail(

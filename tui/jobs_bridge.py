@@ -15,9 +15,16 @@ from typing import Any
 from ambiscope.core.jobs import queue
 from ambiscope.core.jobs.kinds import describe_job
 from ambiscope.core.jobs.liveness import live_workers, now
-from ambiscope.core.jobs.spawn import ensure_worker
+from ambiscope.core.jobs.spawn import ensure_worker as spawn_worker
 from ambiscope.db import Job, Workspace
 from ambiscope.db import jobs as rows
+from ambiscope.tui.settings import load_settings
+
+
+def ensure_worker(path: Path) -> int:
+    """A live worker's pid, starting one with the user's allow list from their settings
+    (a missing or broken settings file allows nothing)."""
+    return spawn_worker(path, policy=load_settings()[0].worker_policy())
 
 
 def enqueue_resample(path: Path, spec: dict[str, Any], clip_ids: list[int]) -> str:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from ambiscope.core.jobs.policy import WorkerPolicy
+
 
 def default_user() -> str:
     """The OS user name; the researcher's identity for flags, notes and own votes."""
@@ -48,6 +50,11 @@ class Settings:
     theme: str = "textual-dark"
     page_size: int = 100
     bootstrap: int = 200
+    # What the worker the TUI starts may let a workspace's jobs do (core/jobs/policy.py):
+    # a shared workspace must not decide to run code, send a secret or reach a server.
+    allow_remote_code: bool = False
+    allow_endpoints: list[str] = field(default_factory=list)
+    allow_key_envs: list[str] = field(default_factory=list)
 
     @property
     def default_flag(self) -> str:
@@ -66,10 +73,23 @@ class Settings:
         names = [str(n).strip() for n in settings.flag_names if str(n).strip()]
         settings.flag_names = names or ["ambiguous"]
         settings.page_size = max(20, min(int(settings.page_size), 1000))
+        settings.allow_remote_code = settings.allow_remote_code is True
+        settings.allow_endpoints = _strings(settings.allow_endpoints, "allow_endpoints")
+        settings.allow_key_envs = _strings(settings.allow_key_envs, "allow_key_envs")
         return settings
+
+    def worker_policy(self) -> WorkerPolicy:
+        """The allow list for the worker the TUI starts (ValueError: a bad endpoint URL)."""
+        return WorkerPolicy(self.allow_remote_code, self.allow_endpoints, self.allow_key_envs)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _strings(value: Any, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"{name} must be a list of strings")
+    return [v.strip() for v in value if v.strip()]
 
 
 def load_settings(path: Path | None = None) -> tuple[Settings, str | None]:

@@ -60,7 +60,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import io
+import ipaddress
 import json
 import logging
 import math
@@ -510,7 +512,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _authorised(self) -> bool:
         key = self.server.api_key
-        if key is None or self.headers.get("Authorization") == f"Bearer {key}":
+        given = self.headers.get("Authorization", "")
+        # bytes, compared in constant time: a wrong key's timing says nothing about the right one
+        if key is None or hmac.compare_digest(
+            given.encode("utf-8", "surrogateescape"), f"Bearer {key}".encode()
+        ):
             return True
         self._error(401, "missing or invalid API key (Authorization: Bearer ...)")
         return False
@@ -605,6 +611,26 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # ---------------------------------------------------------------------------- helpers
+
+
+def is_loopback(host: str) -> bool:
+    """True when binding `host` only accepts connections from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve to any interface
+        return False
+
+
+def exposure_warning(host: str, api_key: str | None) -> str | None:
+    """The warning `serve-model` prints when anyone on the network could use the model."""
+    if api_key or is_loopback(host):
+        return None
+    return (
+        f"warning: serving on {host} without an API key: anyone who reaches it can use the "
+        "model (set --api-key-env, or bind 127.0.0.1 and use an SSH tunnel)"
+    )
 
 
 def make_server(

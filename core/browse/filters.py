@@ -21,6 +21,9 @@ values with spaces are quoted (`tag:"needs review"`).
 | `failed` | the run failed on this clip (needs a run) |
 | `key:TEXT` or bare words | substring of the clip key or transcript |
 
+A filter holds at most `MAX_FILTER_CHARS` characters and `MAX_FILTER_TERMS` terms (far
+above real use, far below SQLite's own limits); longer ones are refused with one line.
+
 Filters compile to SQL over `clips c LEFT JOIN human_dist h` (and `predictions p` for the
 selected run/strategy), so sorting and filtering stay in SQLite, on indexes, at 150k clips.
 """
@@ -29,6 +32,9 @@ from __future__ import annotations
 
 import re
 import shlex
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +48,13 @@ _FIELDS = {
     "gender": "upper(c.gender) = upper(?)",
 }
 _NUMERIC = {"js": "p.js", "bc": "p.bc", "entropy": "h.norm_entropy", "votes": "h.n_votes"}
+
+MAX_FILTER_CHARS = 4000
+"""Longest filter accepted; real filters are under 200 characters. Keeps every LIKE pattern
+below SQLite's 50,000-byte limit ("LIKE or GLOB pattern too complex")."""
+MAX_FILTER_TERMS = 100
+"""Most terms accepted; keeps the AND chain far below SQLite's expression depth of 1000
+("Expression tree is too large") and its parameter limit."""
 
 
 class FilterError(ValueError):
@@ -160,10 +173,18 @@ def _escape(text: str) -> str:
 def parse_filter(text: str | None) -> Filter:
     """Compile filter text (see module docstring); FilterError names the bad term."""
     text = text or ""
+    if len(text) > MAX_FILTER_CHARS:
+        raise FilterError(
+            f"filter {_shown(text)}: {len(text):,} characters, the limit is {MAX_FILTER_CHARS:,}"
+        )
     try:
         terms = shlex.split(text)
     except ValueError as exc:
-        raise FilterError(f"filter {text!r}: {exc}") from None
+        raise FilterError(f"filter {_shown(text)}: {exc}") from None
+    if len(terms) > MAX_FILTER_TERMS:
+        raise FilterError(
+            f"filter {_shown(text)}: {len(terms)} terms, the limit is {MAX_FILTER_TERMS}"
+        )
     builder = _Builder()
     for term in terms:
         _compile_term(term, builder)
@@ -177,6 +198,27 @@ def parse_filter(text: str | None) -> Filter:
     )
 
 
+def _shown(text: str, width: int = 60) -> str:
+    """The filter quoted for an error message, cut to `width` characters."""
+    return repr(text if len(text) <= width else text[:width] + "...")
+
+
+@contextmanager
+def filter_errors(flt: Filter) -> Iterator[None]:
+    """Turn an SQLite error while running a filter's query into a FilterError naming it.
+
+    The caps in `parse_filter` keep SQLite's own limits out of reach; this is the backstop
+    so that whatever remains is one line, not a traceback. Lock, I/O and disk errors
+    (not SQLITE_ERROR) are not the filter's fault and pass.
+    """
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorname != "SQLITE_ERROR":
+            raise
+        raise FilterError(f"filter {_shown(flt.text)}: {exc}") from None
+
+
 def clip_query(
     flt: Filter,
     *,
@@ -188,9 +230,11 @@ def clip_query(
 ) -> tuple[str, list[Any]]:
     """SQL selecting `columns` for clips matching the filter (optionally in one dataset)."""
     if flt.needs_prediction and (run_id is None or strategy is None):
-        raise FilterError(f"filter {flt.text!r} needs a run and a strategy (--run/--strategy)")
+        raise FilterError(
+            f"filter {_shown(flt.text)} needs a run and a strategy (--run/--strategy)"
+        )
     if flt.needs_run and run_id is None:
-        raise FilterError(f"filter {flt.text!r} needs a run (--run)")
+        raise FilterError(f"filter {_shown(flt.text)} needs a run (--run)")
     joins = "JOIN datasets d ON d.id = c.dataset_id LEFT JOIN human_dist h ON h.clip_id = c.id"
     params: list[Any] = []
     if run_id is not None and strategy is not None:
@@ -216,10 +260,10 @@ def select_clip_ids(
     limit: int | None = None,
 ) -> list[int]:
     """Clip ids matching a filter, in id order."""
-    sql, params = clip_query(
-        parse_filter(text), dataset_id=dataset_id, run_id=run_id, strategy=strategy
-    )
+    flt = parse_filter(text)
+    sql, params = clip_query(flt, dataset_id=dataset_id, run_id=run_id, strategy=strategy)
     if limit is not None:
         sql += " LIMIT ?"
         params.append(int(limit))
-    return [row[0] for row in conn.execute(sql, params)]
+    with filter_errors(flt):
+        return [row[0] for row in conn.execute(sql, params)]

@@ -23,6 +23,7 @@ from ambiscope.core.labels import (
     LabelMapper,
     canonical_order,
 )
+from ambiscope.core.paths import ALLOW_OUTSIDE_ROOT, RootGuard, allows_outside_root
 from ambiscope.db import ClipIn, Dataset, Workspace, WorkspaceError
 
 UnknownPolicy = Literal["error", "other", "drop"]
@@ -116,6 +117,7 @@ class ImportOptions:
     unknown: UnknownPolicy = "error"
     skip_bad: bool = False
     replace: bool = False
+    allow_outside_root: bool = False  # audio paths may leave the dataset root (stored)
     extra: Mapping[str, Any] = field(default_factory=dict)  # format-specific (e.g. modality)
 
 
@@ -154,6 +156,44 @@ class ImportResult:
 def resolve_audio(root: Path, relative: str) -> str | None:
     """`relative` if the file exists under root, else None (clips without audio stay listed)."""
     return relative if (root / relative).is_file() else None
+
+
+def check_audio_path(
+    guard: RootGuard,
+    full: Path,
+    shown: str,
+    *,
+    source: str | os.PathLike[str],
+    line: int | None,
+    field: str,
+    context: str = "",
+) -> None:
+    """Refuse an audio path that resolves outside the dataset root (see ambiscope.core.paths).
+
+    Every importer goes through here: manifest and Label Studio call it per row, with the
+    line and field, before probing the file; `write_corpus` calls it for every clip of
+    every format, so a symlink out of a corpus folder is refused too.
+    """
+    if not guard.allowed(full):
+        raise ImportFormatError(source, line, context + guard.refusal(shown), field=field)
+
+
+def _check_clip_paths(parsed: ParsedCorpus, options: ImportOptions) -> None:
+    guard = RootGuard(parsed.root, allow_outside=options.allow_outside_root)
+    if guard.allow_outside:
+        return
+    for clip in parsed.clips:
+        if clip.path:
+            full = guard.full(clip.path)
+            check_audio_path(
+                guard,
+                full,
+                clip.path,
+                source=full,
+                line=None,
+                field="path",
+                context=f"clip {clip.key!r}: ",
+            )
 
 
 def _label_set(
@@ -248,6 +288,7 @@ def write_corpus(
     ws: Workspace, parsed: ParsedCorpus, options: ImportOptions, *, default_name: str
 ) -> ImportResult:
     """Write a parsed corpus into the workspace as one transaction (see module docstring)."""
+    _check_clip_paths(parsed, options)
     kept, dropped, unknown, label_set = map_votes(parsed, options)
     name = options.name or default_name
     clip_keys = {c.key for c in parsed.clips}
@@ -265,6 +306,7 @@ def write_corpus(
             "label_map": dict(options.label_map),
             "unknown": options.unknown,
             "skip_bad": options.skip_bad,
+            ALLOW_OUTSIDE_ROOT: options.allow_outside_root,
             **{k: v for k, v in options.extra.items()},
         },
         **parsed.options,
@@ -281,6 +323,11 @@ def write_corpus(
         else:
             ds = existing
             _check_compatible(ds, parsed, label_set)
+            if options.allow_outside_root and not allows_outside_root(ds.options):
+                raise WorkspaceError(
+                    f"dataset {ds.name!r} was imported without --allow-outside-root; "
+                    "re-import it with --replace to allow audio outside its root"
+                )
         added = ws.add_clips(ds.id, parsed.clips)
         ids = ws.clip_ids(ds.id)
         annotators = ws.ensure_annotators(ds.id, sorted({(v.annotator, v.kind) for v, _ in kept}))

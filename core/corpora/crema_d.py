@@ -32,6 +32,7 @@ from typing import Any
 from ambiscope.core.audio import AudioError, audio_info
 from ambiscope.core.corpora import corpus_format
 from ambiscope.core.corpora.base import ImportFormatError, ImportOptions, ParsedCorpus, RawVote
+from ambiscope.core.corpora.reading import open_csv
 from ambiscope.core.labels import to_canonical
 from ambiscope.db import ClipIn
 
@@ -192,25 +193,23 @@ class _Row:
 def _rows(table: Path, query_type: int, parsed: ParsedCorpus, skip_bad: bool) -> Iterator[_Row]:
     """Yield valid rows of one query type; bad ones go through `parsed.fail`."""
     try:
-        handle = table.open(newline="", encoding="utf-8-sig")
+        with open_csv(table) as reader:
+            header = next(reader, None)
+            if header is None:
+                raise ImportFormatError(table, 1, "empty file (expected a CSV header)")
+            index = _header_index(table, header)
+            for fields in reader:
+                if not fields or (len(fields) == 1 and not fields[0].strip()):
+                    continue
+                try:
+                    row = _parse_row(table, reader.line_num, fields, index, query_type)
+                except ImportFormatError as error:
+                    parsed.fail(error, skip_bad=skip_bad)
+                    continue
+                if row is not None:
+                    yield row
     except OSError as exc:
         raise ImportFormatError(table, None, f"cannot read: {exc.strerror or exc}") from None
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise ImportFormatError(table, 1, "empty file (expected a CSV header)")
-        index = _header_index(table, header)
-        for fields in reader:
-            if not fields or (len(fields) == 1 and not fields[0].strip()):
-                continue
-            try:
-                row = _parse_row(table, reader.line_num, fields, index, query_type)
-            except ImportFormatError as error:
-                parsed.fail(error, skip_bad=skip_bad)
-                continue
-            if row is not None:
-                yield row
 
 
 def _header_index(table: Path, header: list[str]) -> dict[str, int]:
@@ -385,8 +384,7 @@ def _read_demographics(path: Path, parsed: ParsedCorpus) -> dict[str, dict[str, 
     if not path.is_file():
         parsed.warnings.append(f"{path.name} not found next to the table: no speaker gender")
         return {}
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+    with open_csv(path, csv.DictReader) as reader:
         needed = {"ActorID", "Sex"}
         if not needed <= set(reader.fieldnames or ()):
             parsed.warnings.append(f"{path}: expected columns ActorID, Sex; ignored")
@@ -410,8 +408,7 @@ def _check_stimuli(path: Path, seen: set[str], modality: str, parsed: ParsedCorp
     """Warn about stimuli in SentenceFilenames.csv that got no votes for this modality."""
     if not path.is_file():
         return
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
+    with open_csv(path, csv.DictReader) as reader:
         if "Filename" not in (reader.fieldnames or ()):
             parsed.warnings.append(f"{path}: no Filename column; stimulus check skipped")
             return

@@ -21,8 +21,10 @@ Reads the "JSON" export (a list of tasks, each with `data`, `annotations` and
   (`/data/upload/...`) are looked up under `--audio-root` (Label Studio's `media` folder,
   its `upload` folder, or a folder of the original files); `/data/local-files/?d=PATH`
   under `--audio-root`, else `/PATH`. Remote URLs (http, s3, gs...) and files not found
-  give clips without audio; the original text is kept in `meta.audio_url`. Other `data`
-  fields go to `meta`, except `speaker`, `gender`, `split` and `transcript`.
+  give clips without audio; the original text is kept in `meta.audio_url`. A file found
+  outside that root (the dataset root; symlinks resolved) is refused unless you pass
+  `--allow-outside-root`. Other `data` fields go to `meta`, except `speaker`, `gender`,
+  `split` and `transcript`.
 - **Predictions** are not votes: they are kept in `ParsedCorpus.predictions` as
   `{clip_key, task_id, model_version, labels, label, score}` for a later run import.
 """
@@ -32,7 +34,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -40,7 +42,15 @@ from urllib.parse import parse_qs, unquote, urlparse
 
 from ambiscope.core.audio import AudioError, audio_info
 from ambiscope.core.corpora import corpus_format
-from ambiscope.core.corpora.base import ImportFormatError, ImportOptions, ParsedCorpus, RawVote
+from ambiscope.core.corpora.base import (
+    ImportFormatError,
+    ImportOptions,
+    ParsedCorpus,
+    RawVote,
+    check_audio_path,
+)
+from ambiscope.core.corpora.reading import json_loads, read_text
+from ambiscope.core.paths import RootGuard
 from ambiscope.db import ClipIn
 
 FORMAT = "label-studio"
@@ -89,9 +99,10 @@ def read(path: Path, options: ImportOptions) -> ParsedCorpus:
         "from_name": from_name,
         "file": str(path.resolve()),
     }
-    builder = _Builder(
-        path, parsed, from_name, audio_key, _AudioLocator(base, bool(options.audio_root))
+    locator = _AudioLocator(
+        base, bool(options.audio_root), allow_outside=options.allow_outside_root
     )
+    builder = _Builder(path, parsed, from_name, audio_key, locator)
     for task in tasks:
         try:
             builder.add(task)
@@ -104,13 +115,11 @@ def read(path: Path, options: ImportOptions) -> ParsedCorpus:
 # -------------------------------------------------------------------------- loading
 def _load(path: Path) -> list[Any]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_text(path)
     except OSError as exc:
         raise ImportFormatError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ImportFormatError(path, None, f"not UTF-8 text ({exc.reason})") from None
     try:
-        data = json.loads(text)
+        data = json_loads(text)
     except json.JSONDecodeError as exc:
         raise ImportFormatError(
             path, exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})"
@@ -321,7 +330,9 @@ class _Builder:
             raise ImportFormatError(
                 self.path, None, f"{task.where}: no audio", field=f"data.{self.audio_key}"
             )
-        located = self.audio.locate(audio.strip())
+        located = self.audio.locate(
+            audio.strip(), lambda shown, full: self._check_inside(task, shown, full)
+        )
         key = self._key(task, located.name)
         if key in self.keys:
             raise ImportFormatError(
@@ -336,6 +347,17 @@ class _Builder:
         self.parsed.clips.append(self._clip(task, key, located))
         self.parsed.votes.extend(votes)
         self._predictions(task, key)
+
+    def _check_inside(self, task: _Task, shown: str, full: Path) -> None:
+        check_audio_path(
+            self.audio.guard,
+            full,
+            shown,
+            source=self.path,
+            line=None,
+            field=f"data.{self.audio_key}",
+            context=f"{task.where}: ",
+        )
 
     def _key(self, task: _Task, audio_name: str) -> str:
         for name in KEY_FIELDS:
@@ -461,13 +483,15 @@ class _Located:
 class _AudioLocator:
     """Maps Label Studio audio references to files under the dataset root."""
 
-    def __init__(self, base: Path, explicit_root: bool) -> None:
+    def __init__(self, base: Path, explicit_root: bool, *, allow_outside: bool) -> None:
         self.base = base
         self.explicit_root = explicit_root
+        self.guard = RootGuard(base, allow_outside=allow_outside)
         self.unresolved: Counter[str] = Counter()
         self.unreadable: list[str] = []
 
-    def locate(self, audio: str) -> _Located:
+    def locate(self, audio: str, check: Callable[[str, Path], None]) -> _Located:
+        """Find the file `audio` refers to; `check(audio, file)` runs before it is probed."""
         url = urlparse(audio)
         if "/data/upload/" in url.path:
             relative = unquote(url.path.split("/data/upload/", 1)[1])
@@ -475,7 +499,7 @@ class _AudioLocator:
             original = UPLOAD_HASH.sub("", name)
             candidates = [Path("upload") / relative, Path(relative), Path(name), Path(original)]
             return self._found(
-                audio, original, candidates if self.explicit_root else [], "upload URL"
+                check, audio, original, candidates if self.explicit_root else [], "upload URL"
             )
         if url.path.rstrip("/").endswith("/data/local-files"):
             relative = unquote((parse_qs(url.query).get("d") or [""])[0]).lstrip("/")
@@ -484,19 +508,29 @@ class _AudioLocator:
                 candidates = [Path(relative), Path(name)]
             else:  # LOCAL_FILES_DOCUMENT_ROOT defaults to "/"
                 candidates = [Path("/") / relative]
-            return self._found(audio, name, candidates if relative else [], "local-files URL")
+            return self._found(
+                check, audio, name, candidates if relative else [], "local-files URL"
+            )
         if url.scheme == "file":
             local = unquote(url.path)
-            return self._found(audio, PurePosixPath(local).name, [Path(local)], "path")
+            return self._found(check, audio, PurePosixPath(local).name, [Path(local)], "path")
         if url.scheme and len(url.scheme) > 1:  # http, https, s3, gs, azure-blob... (not C:)
             self.unresolved["remote URL"] += 1
             return _Located(audio, PurePosixPath(unquote(url.path)).name)
-        return self._found(audio, PurePosixPath(audio).name, [Path(audio)], "path")
+        return self._found(check, audio, PurePosixPath(audio).name, [Path(audio)], "path")
 
-    def _found(self, audio: str, name: str, candidates: list[Path], kind: str) -> _Located:
+    def _found(
+        self,
+        check: Callable[[str, Path], None],
+        audio: str,
+        name: str,
+        candidates: list[Path],
+        kind: str,
+    ) -> _Located:
         for candidate in candidates:
             full = candidate if candidate.is_absolute() else self.base / candidate
             if full.is_file():
+                check(audio, full)
                 return self._probe(audio, name, full)
         self.unresolved[kind] += 1
         return _Located(audio, name)

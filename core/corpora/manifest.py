@@ -35,16 +35,16 @@ f, female; other text kept), `transcript` and `intended_label` (a label, e.g. th
 emotion). Any other column is stored in the clip's `meta` (in shape (a) only when all
 rows of the clip agree on it). Non-empty clip columns must agree across a clip's rows.
 
-Relative paths are resolved against `--audio-root` if given, else the manifest's folder;
-absolute paths are kept. A path whose file does not exist (or a URL) is imported as no
+Relative paths are resolved against `--audio-root` if given, else the manifest's folder
+(the dataset root); absolute paths are kept. A path that resolves outside the root
+(absolute elsewhere, climbing out with `../`, or a symlink pointing out) is refused unless
+you pass `--allow-outside-root`. A path whose file does not exist (or a URL) is imported as no
 audio, its text kept in `meta.source_path`. Errors name `file:line: column: problem`;
 `--skip-bad` skips bad rows and reports them.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -53,8 +53,16 @@ from typing import Any
 
 from ambiscope.core.audio import AudioError, audio_info
 from ambiscope.core.corpora import corpus_format
-from ambiscope.core.corpora.base import ImportFormatError, ImportOptions, ParsedCorpus, RawVote
+from ambiscope.core.corpora.base import (
+    ImportFormatError,
+    ImportOptions,
+    ParsedCorpus,
+    RawVote,
+    check_audio_path,
+)
+from ambiscope.core.corpora.reading import json_loads, open_csv, text_lines
 from ambiscope.core.labels import LabelError, to_canonical
+from ambiscope.core.paths import RootGuard
 from ambiscope.core.text import one_line
 from ambiscope.db import ClipIn
 from ambiscope.db.models import ANNOTATOR_KINDS
@@ -120,7 +128,8 @@ def read(path: Path, options: ImportOptions) -> ParsedCorpus:
             reader.add_row(line, row, shape)
         except ImportFormatError as error:
             parsed.fail(error, skip_bad=options.skip_bad)
-    reader.finish(_AudioResolver(base))
+    column = roles.get("path", "path")
+    reader.finish(_AudioResolver(base, path, column, allow_outside=options.allow_outside_root))
     return parsed
 
 
@@ -169,16 +178,13 @@ def _load(path: Path, skip_bad: bool) -> _Table:
             return _load_jsonl(path, skip_bad)
     except OSError as exc:
         raise ImportFormatError(path, None, f"cannot read: {exc.strerror or exc}") from None
-    except UnicodeDecodeError as exc:
-        raise ImportFormatError(path, None, f"not UTF-8 text ({exc.reason})") from None
     raise ImportFormatError(
         path, None, f"unknown manifest extension {suffix!r} (use .csv, .tsv or .jsonl)"
     )
 
 
 def _load_csv(path: Path, delimiter: str, skip_bad: bool) -> _Table:
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.reader(handle, delimiter=delimiter)
+    with open_csv(path, delimiter=delimiter) as reader:
         header = next(reader, None)
         if header is None or not any(name.strip() for name in header):
             raise ImportFormatError(path, 1, "empty file (expected a header row)")
@@ -205,12 +211,12 @@ def _load_csv(path: Path, delimiter: str, skip_bad: bool) -> _Table:
 def _load_jsonl(path: Path, skip_bad: bool) -> _Table:
     table = _Table(path, [], [])
     seen: dict[str, None] = {}
-    with path.open(encoding="utf-8-sig") as handle:
+    with text_lines(path) as handle:
         for line, text in enumerate(handle, start=1):
             if not text.strip():
                 continue
             try:
-                obj = json.loads(text)
+                obj = json_loads(text)
                 if not isinstance(obj, dict):
                     raise ValueError(f"expected a JSON object, got {type(obj).__name__}")
             except ValueError as exc:  # JSONDecodeError is a ValueError
@@ -528,7 +534,13 @@ class _Reader:
         """Build the clips (probing audio) and add the summary warnings."""
         for draft in self.clips.values():
             values = {role: value for role, (value, _) in draft.fields.items()}
-            path, duration, rate, extra = audio.resolve(values.pop("path", ""))
+            text, line = draft.fields.get("path", ("", draft.line))
+            values.pop("path", None)
+            try:
+                path, duration, rate, extra = audio.resolve(text, line)
+            except ImportFormatError as error:  # outside the root: refused, or skipped
+                self.parsed.fail(error, skip_bad=self.options.skip_bad)
+                path, duration, rate, extra = None, None, None, {"source_path": text}
             meta = {**draft.meta, **extra}
             self.parsed.clips.append(
                 ClipIn(
@@ -554,24 +566,33 @@ class _Reader:
 
 # --------------------------------------------------------------------------- audio
 class _AudioResolver:
-    """Checks manifest paths against the disk and reads durations from file headers."""
+    """Checks manifest paths against the root and the disk; reads durations from headers."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, manifest: Path, column: str, *, allow_outside: bool) -> None:
         self.base = base
+        self.guard = RootGuard(base, allow_outside=allow_outside)
+        self.manifest = manifest
+        self.column = column
         self.missing: list[str] = []
         self.remote = 0
         self.unreadable: list[str] = []
         self.no_path = 0
 
-    def resolve(self, text: str) -> tuple[str | None, float | None, int | None, dict[str, Any]]:
-        """(stored path, duration, sample rate, meta additions) for one clip."""
+    def resolve(
+        self, text: str, line: int
+    ) -> tuple[str | None, float | None, int | None, dict[str, Any]]:
+        """(stored path, duration, sample rate, meta additions) for one clip.
+
+        Raises ImportFormatError for a path outside the root, before the file is touched.
+        """
         if not text:
             self.no_path += 1
             return None, None, None, {}
         if "://" in text:
             self.remote += 1
             return None, None, None, {"source_path": text}
-        full = Path(text) if Path(text).is_absolute() else self.base / text
+        full = self.guard.full(text)
+        check_audio_path(self.guard, full, text, source=self.manifest, line=line, field=self.column)
         if not full.is_file():
             self.missing.append(text)
             return None, None, None, {"source_path": text}

@@ -49,7 +49,6 @@ rater strings are interned; votes carry no per-row source string.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
@@ -69,6 +68,7 @@ from ambiscope.core.corpora.base import (
     RawVote,
     gc_paused,
 )
+from ambiscope.core.corpora.reading import json_loads, open_csv, read_text, text_lines
 from ambiscope.core.labels import CORPUS_LABEL_SETS, LabelError, to_canonical
 from ambiscope.db import ClipIn
 
@@ -288,8 +288,7 @@ class _Table:
 @contextmanager
 def _open_table(path: Path) -> Iterator[_Table]:
     """Open a CSV table; rows are then read straight from the csv module (no extra layer)."""
-    with path.open(encoding="utf-8-sig", newline="") as fh:
-        rows = csv.reader(fh)
+    with open_csv(path) as rows:
         header = next((row for row in rows if row), None)
         if header is None:
             raise ImportFormatError(path, 1, "empty file, expected a header row")
@@ -396,8 +395,7 @@ def _consensus_rows(reader: _Reader, table: _Table) -> None:
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        with path.open(encoding="utf-8-sig") as fh:
-            data = json.load(fh)
+        data = json_loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise ImportFormatError(path, exc.lineno, f"invalid JSON: {exc.msg}") from None
     if not isinstance(data, dict):
@@ -522,8 +520,8 @@ def _packed(
 def _detailed_text(reader: _Reader, path: Path) -> Iterator[_Rating]:
     """labels.txt: a `file.wav; CODE; A:..; V:..; D:..;` line, then its rater lines."""
     current: str | None = None
-    with path.open(encoding="utf-8-sig", errors="replace") as fh:
-        for line, raw in enumerate(fh, 1):
+    with text_lines(path) as lines:
+        for line, raw in enumerate(lines, 1):
             text = raw.strip()
             if not text:
                 continue
@@ -666,6 +664,8 @@ def _probe(reader: _Reader, path: Path) -> tuple[float | None, int | None]:
 
 
 def _read_text(path: Path) -> str | None:
+    if not path.is_file():  # absent, or a FIFO/device that would block or never end
+        return None
     try:
         return path.read_text(encoding="utf-8", errors="replace").strip() or None
     except OSError:

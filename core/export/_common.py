@@ -4,6 +4,11 @@ Why atomic: an export that fails half-way (a bad run id found late, a full disk,
 must not leave a directory that looks like a finished export. Everything is written into
 a temporary sibling of the target and renamed into place at the end; the rename is atomic
 on one filesystem, which is why the temporary directory lives next to the target.
+
+Why `--force` is narrow: it deletes the old output, and a mistyped OUT (`.`, `..`, the
+corpus folder) would otherwise take the workspace or the original audio with it. It only
+replaces a folder an earlier export wrote (its `provenance.json` at the top), and never
+one that holds the workspace (or its -wal/-shm files) or a dataset root, or lies in one.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ambiscope.core.export.provenance import PROVENANCE_FILE
+from ambiscope.db import Workspace
 
 
 class ExportError(ValueError):
@@ -71,30 +80,80 @@ def dumps(value: Any, *, indent: int | None = 2) -> str:
 
 
 # ---------------------------------------------------------------------------- outputs
-def check_target_dir(out: Path, *, force: bool) -> None:
-    """Refuse to clobber: OUT may be missing or an empty directory; non-empty needs force."""
+@dataclass(frozen=True)
+class Protected:
+    """What an export must never delete: the workspace file and every dataset root."""
+
+    workspace: Path | None
+    roots: tuple[Path, ...] = ()
+
+    @classmethod
+    def of(cls, ws: Workspace) -> Protected:
+        """The workspace's own file and the roots of all its datasets."""
+        roots = (Path(ds.root) for ds in ws.datasets() if ds.root)
+        return cls(Path(ws.path), tuple(_real_all(roots)))
+
+    def reason(self, out: Path) -> str | None:
+        """Why `out` may not be replaced (None: it may, as far as these paths go)."""
+        real = out.resolve()
+        if self.workspace is not None:
+            for ws in _real_all((self.workspace,)):  # its -wal/-shm files lie beside it
+                if ws.is_relative_to(real):
+                    return f"holds the workspace {self.workspace}"
+        for root in self.roots:
+            if root.is_relative_to(real):
+                return f"holds the dataset root {root}"
+            if real.is_relative_to(root):
+                return f"is inside the dataset root {root}"
+        return None
+
+
+def _real_all(paths: Iterable[Path]) -> list[Path]:
+    """Each path as given (made absolute) and with symlinks resolved."""
+    out: list[Path] = []
+    for path in paths:
+        out += [Path(os.path.abspath(path)), path.resolve()]
+    return list(dict.fromkeys(out))
+
+
+def check_target_dir(out: Path, *, force: bool, protect: Protected) -> None:
+    """Refuse to clobber: OUT may be missing or an empty directory; see `Protected` for force.
+
+    A non-empty OUT needs --force, and --force replaces only an earlier ambiscope export
+    (a `provenance.json` at its top) that holds neither the workspace nor a dataset root.
+    """
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise ExportError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not force:
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    reason = protect.reason(out)
+    if reason is not None:
+        raise ExportError(f"{out}: {reason}; --force never replaces it, choose another OUT")
+    if not (out / PROVENANCE_FILE).is_file():
+        raise ExportError(
+            f"{out}: directory is not empty and was not written by ambiscope (no "
+            f"{PROVENANCE_FILE}); --force only replaces an earlier export, choose another OUT"
+        )
+    if not force:
         raise ExportError(f"{out}: directory is not empty; pass --force to replace it")
 
 
 @contextmanager
-def atomic_dir(out: Path, *, force: bool) -> Iterator[Path]:
+def atomic_dir(out: Path, *, force: bool, protect: Protected) -> Iterator[Path]:
     """Yield a temporary directory next to `out`; rename it to `out` if the block succeeds.
 
     On any error (or Ctrl-C) the temporary directory is removed and `out` is untouched.
-    An existing `out` (allowed only when empty or with force) is swapped out and deleted
-    only after the new one is in place.
+    An existing `out` (allowed only when empty, or an earlier export with force) is
+    swapped out and deleted only after the new one is in place.
     """
     out = Path(out)
-    check_target_dir(out, force=force)
+    check_target_dir(out, force=force, protect=protect)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; an export is meant to be shared
         yield tmp
-        check_target_dir(out, force=force)  # something may have appeared meanwhile
+        check_target_dir(out, force=force, protect=protect)  # something may have appeared
         _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -32,10 +32,12 @@ def prepare_references(ws: Workspace, datasets: Sequence[Dataset]) -> None:
     A read-only or busy workspace is fine: the snapshot then computes the reference in
     memory from the votes it sees.
     """
+    if ws.readonly:
+        return
     for ds in datasets:
         try:
             ensure_human(ws, ds)
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError:  # busy: another process holds the write lock
             continue
 
 

@@ -23,6 +23,7 @@ import numpy as np
 
 from ambiscope.core.export._common import (
     ExportError,
+    Protected,
     atomic_dir,
     check_target_dir,
     dumps,
@@ -325,7 +326,8 @@ def build_report(ws: Workspace, out: str | Path, options: ReportOptions) -> Repo
     """Write the report directory atomically (see the module docstring)."""
     require_matplotlib()
     out = Path(out)
-    check_target_dir(out, force=options.force)
+    protect = Protected.of(ws)
+    check_target_dir(out, force=options.force, protect=protect)
     plan = plan_metrics(
         ws,
         datasets=options.datasets,
@@ -342,7 +344,7 @@ def build_report(ws: Workspace, out: str | Path, options: ReportOptions) -> Repo
         "max_clips": options.scaling_clips,
         "strategies": list(options.scaling_strategies),
     }
-    with atomic_dir(out, force=options.force) as tmp:
+    with atomic_dir(out, force=options.force, protect=protect) as tmp:
         figs = _Figures(tmp)
         text = _write_sections(figs, table, members, scaling, options, prov)
         (tmp / "report.md").write_text(text, encoding="utf-8")

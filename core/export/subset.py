@@ -8,6 +8,11 @@ Every format carries one record per clip with the same fields: `key`, `dataset`,
 `notes`, and `predictions`: one entry per selected run x strategy with the distribution
 as {label: p}, its argmax `label`, and `js` / `bc` to the human distribution.
 
+Audio is read only from inside each dataset's root (ambiscope.core.paths): a stored path
+that resolves outside it (a hand-edited workspace) is skipped and counted unless the
+dataset was imported with --allow-outside-root, and a file soundfile cannot open is never
+copied or linked; both are counted and named in the result and in provenance.json.
+
 All rows are read inside one read transaction, so a worker writing meanwhile cannot make
 the export mix two states; files are then written into a temporary directory next to the
 output and renamed into place at the end.
@@ -24,7 +29,7 @@ import io
 import json
 import os
 import shutil
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,10 +39,12 @@ from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
+from ambiscope.core.audio import AudioError, audio_info
 from ambiscope.core.export import SUBSET_FORMATS
 from ambiscope.core.export._common import (
     ExportError,
     NameAllocator,
+    Protected,
     atomic_dir,
     check_target_dir,
     dumps,
@@ -46,6 +53,7 @@ from ambiscope.core.export._common import (
 from ambiscope.core.export.data import prepare_references
 from ambiscope.core.export.provenance import PROVENANCE_FILE, build_provenance
 from ambiscope.core.labels import canonical_order
+from ambiscope.core.paths import RootGuard, allows_outside_root
 from ambiscope.core.reference.human import snapshot_human
 from ambiscope.db import Clip, Dataset, Run, Workspace, codec
 
@@ -83,17 +91,33 @@ class SubsetResult:
     skipped_missing_file: int
     provenance: dict[str, Any]
     messages: list[str] = field(default_factory=list)
+    skipped_outside_root: int = 0
+    skipped_not_audio: int = 0
 
     def summary(self) -> str:
         text = f"exported {self.exported} of {self.selected} clips as {self.format} to {self.out}"
-        skipped = []
-        if self.skipped_no_audio:
-            skipped.append(f"{self.skipped_no_audio} without audio")
-        if self.skipped_missing_file:
-            skipped.append(f"{self.skipped_missing_file} with a missing audio file")
-        if skipped:
-            text += f" (skipped {', '.join(skipped)})"
+        skipped = Counter(
+            no_audio=self.skipped_no_audio,
+            missing_file=self.skipped_missing_file,
+            outside_root=self.skipped_outside_root,
+            not_audio=self.skipped_not_audio,
+        )
+        if skipped.total():
+            text += f" (skipped {_skip_text(skipped)})"
         return "\n".join([text, *self.messages])
+
+
+SKIP_REASONS = {
+    "no_audio": "without audio",
+    "missing_file": "with a missing audio file",
+    "outside_root": "with audio outside the dataset root",
+    "not_audio": "whose file is not readable audio",
+}
+
+
+def _skip_text(skipped: Counter[str]) -> str:
+    """`2 without audio, 1 with a missing audio file` (reasons with a count only)."""
+    return ", ".join(f"{skipped[k]} {why}" for k, why in SKIP_REASONS.items() if skipped[k])
 
 
 # -------------------------------------------------------------------------- reading
@@ -107,6 +131,7 @@ class _Snapshot:
     clips: list[Clip]
     records: list[dict[str, Any]]
     provenance: dict[str, Any]
+    outside: dict[int, str]  # clip id -> stored path outside its dataset root (not read)
 
 
 def _ids_json(ids: Sequence[int]) -> str:
@@ -186,7 +211,8 @@ def _read(ws: Workspace, opts: SubsetOptions) -> _Snapshot:
         )
     ]
     by_id = {ds.id: ds for ds in ws.datasets()}
-    records = _records(ws, clips, by_id, runs, strategies, ids_json)
+    sources, outside = _sources(clips, by_id)
+    records = _records(ws, clips, by_id, sources, runs, strategies, ids_json)
     used = [by_id[i] for i in sorted({c.dataset_id for c in clips})]
     provenance = build_provenance(
         ws,
@@ -203,13 +229,14 @@ def _read(ws: Workspace, opts: SubsetOptions) -> _Snapshot:
         },
         counts={"selected": len(clips)},
     )
-    return _Snapshot(by_id, runs, strategies, clips, records, provenance)
+    return _Snapshot(by_id, runs, strategies, clips, records, provenance, outside)
 
 
 def _records(
     ws: Workspace,
     clips: list[Clip],
     datasets: dict[int, Dataset],
+    sources: dict[int, str | None],
     runs: list[Run],
     strategies: dict[int, list[str]],
     ids_json: str,
@@ -240,7 +267,7 @@ def _records(
                 "transcript": clip.transcript,
                 "intended_label": clip.intended_label,
                 "duration": clip.duration,
-                "source_path": _source_path(ds, clip),
+                "source_path": sources[clip.id],
                 **humans[clip.dataset_id](clip.id),
                 "votes": [
                     {"annotator": a, "kind": kind, "label": label, "rank": rank, "weight": weight}
@@ -328,28 +355,63 @@ def _predictions(
     return out
 
 
-def _source_path(ds: Dataset, clip: Clip) -> str | None:
-    """The clip's audio file as an absolute path (None when the clip has no audio)."""
-    if not clip.path:
-        return None
-    return os.path.abspath(os.path.join(ds.root or "", clip.path))
+def _sources(
+    clips: list[Clip], datasets: dict[int, Dataset]
+) -> tuple[dict[int, str | None], dict[int, str]]:
+    """Each clip's audio file as an absolute path, re-checked against its dataset's root.
+
+    Returns (clip id -> path, None without audio or outside the root; clip id -> the
+    stored path of each clip refused for lying outside its root).
+    """
+    guards = {
+        ds.id: RootGuard(ds.root, allow_outside=allows_outside_root(ds.options))
+        for ds in datasets.values()
+    }
+    sources: dict[int, str | None] = {}
+    outside: dict[int, str] = {}
+    for clip in clips:
+        sources[clip.id] = None
+        if not clip.path:
+            continue
+        guard = guards[clip.dataset_id]
+        full = guard.full(clip.path)
+        if guard.allowed(full):
+            sources[clip.id] = os.path.abspath(full)
+        else:
+            outside[clip.id] = clip.path
+    return sources, outside
 
 
 # -------------------------------------------------------------------------- writing
 def _place_audio(
-    records: list[dict[str, Any]], out: Path, *, link: bool
-) -> tuple[list[dict[str, Any]], int, int]:
-    """Copy or symlink each record's audio to OUT/audio/<safe name>; returns kept records."""
+    records: list[dict[str, Any]], out: Path, *, link: bool, outside: dict[int, str]
+) -> tuple[list[dict[str, Any]], Counter[str], list[str]]:
+    """Copy or symlink each readable record's audio to OUT/audio/<safe name>.
+
+    Returns the kept records, skip counts by reason (`no_audio`, `missing_file`,
+    `outside_root`, `not_audio`) and one warning per reason that is not routine.
+    """
     names = NameAllocator()
     (out / AUDIO_DIR).mkdir()
-    kept, no_audio, missing = [], 0, 0
+    kept: list[dict[str, Any]] = []
+    skipped: Counter[str] = Counter()
+    not_audio: list[str] = []
     for record in records:
         source = record["source_path"]
+        if record["clip_id"] in outside:
+            skipped["outside_root"] += 1
+            continue
         if source is None:
-            no_audio += 1
+            skipped["no_audio"] += 1
             continue
         if not os.path.isfile(source):
-            missing += 1
+            skipped["missing_file"] += 1
+            continue
+        try:
+            audio_info(source)
+        except AudioError as exc:
+            skipped["not_audio"] += 1
+            not_audio.append(f"{record['key']}: {exc}")
             continue
         name = names.allocate(record["key"], safe_suffix(source))
         target = out / AUDIO_DIR / name
@@ -358,7 +420,24 @@ def _place_audio(
         else:
             shutil.copyfile(source, target)
         kept.append({"file_name": f"{AUDIO_DIR}/{name}", **record})
-    return kept, no_audio, missing
+    warnings = []
+    if not_audio:
+        warnings.append(
+            f"skipped {len(not_audio)} clips whose file is not readable audio (e.g. {not_audio[0]})"
+        )
+    return kept, skipped, warnings
+
+
+def _outside_warning(outside: dict[int, str], clips: list[Clip]) -> list[str]:
+    """One line naming how many clips' stored paths were refused, with an example."""
+    if not outside:
+        return []
+    keys = {c.id: c.key for c in clips}
+    clip_id, path = next(iter(outside.items()))
+    return [
+        f"{len(outside)} clips have an audio path outside their dataset root, not read "
+        f"(e.g. {keys[clip_id]}: {path}); re-import with --allow-outside-root to allow it"
+    ]
 
 
 def _jsonl(records: list[dict[str, Any]]) -> str:
@@ -484,35 +563,53 @@ def _labels(snapshot: _Snapshot) -> tuple[str, ...]:
 def export_subset(ws: Workspace, out: str | Path, opts: SubsetOptions) -> SubsetResult:
     """Export the clips matching `opts.where` to `out` (see the module docstring)."""
     out = Path(out)
-    check_target_dir(out, force=opts.force)  # fail before reading anything
+    protect = Protected.of(ws)
+    check_target_dir(out, force=opts.force, protect=protect)  # fail before reading anything
     datasets = [ws.get_dataset(n) for n in opts.datasets] if opts.datasets else ws.datasets()
     prepare_references(ws, datasets)
     with ws.snapshot():
         snap = _read(ws, opts)
     records = snap.records
-    no_audio = missing = 0
+    skipped: Counter[str] = Counter()
+    warnings = _outside_warning(snap.outside, snap.clips)
     messages: list[str] = []
-    with atomic_dir(out, force=opts.force) as tmp:
+    with atomic_dir(out, force=opts.force, protect=protect) as tmp:
         if SUBSET_FORMATS.meta(opts.format)["audio"]:
-            records, no_audio, missing = _place_audio(records, tmp, link=opts.link)
+            records, skipped, placed = _place_audio(
+                records, tmp, link=opts.link, outside=snap.outside
+            )
+            warnings += placed
             if not records:
                 without = [f for f in SUBSET_FORMATS if not SUBSET_FORMATS.meta(f)["audio"]]
                 raise ExportError(
                     f"none of the {len(snap.records)} selected clips has an audio file "
-                    f"to export as {opts.format}; use --format {' or '.join(without)}"
+                    f"to export as {opts.format} ({_skip_text(skipped)}); "
+                    f"use --format {' or '.join(without)}"
                 )
         messages += SUBSET_FORMATS[opts.format](tmp, records, _labels(snap))
         counts = {
             "selected": len(snap.records),
             "exported": len(records),
-            "skipped_no_audio": no_audio,
-            "skipped_missing_file": missing,
+            "skipped_no_audio": skipped["no_audio"],
+            "skipped_missing_file": skipped["missing_file"],
+            "skipped_outside_root": skipped["outside_root"],
+            "audio_outside_root": len(snap.outside),
+            "skipped_not_audio": skipped["not_audio"],
             "votes": sum(len(r["votes"]) for r in records),
             "predictions": sum(len(r["predictions"]) for r in records),
         }
         snap.provenance["counts"] = counts
+        snap.provenance["warnings"] += warnings
         (tmp / PROVENANCE_FILE).write_text(dumps(snap.provenance) + "\n", encoding="utf-8")
-    n_selected = len(snap.records)
     return SubsetResult(
-        out, opts.format, n_selected, len(records), no_audio, missing, snap.provenance, messages
+        out,
+        opts.format,
+        len(snap.records),
+        len(records),
+        skipped["no_audio"],
+        skipped["missing_file"],
+        snap.provenance,
+        [*messages, *(f"warning: {w}" for w in warnings)],
+        skipped_outside_root=skipped["outside_root"],
+        skipped_not_audio=skipped["not_audio"],
     )

@@ -13,8 +13,16 @@ import sys
 from collections.abc import Sequence
 
 from ambiscope.core.jobs.kinds import JOB_MODULES_ENV
+from ambiscope.core.jobs.policy import normalise_endpoint
 from ambiscope.core.jobs.queue import DEFAULT_LEASE_S
 from ambiscope.core.jobs.worker import WorkerConfig, run_worker
+
+
+def _endpoint(url: str) -> str:
+    try:
+        return normalise_endpoint(url)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -28,7 +36,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Workspace file (default: $AMBISCOPE_DB or ./ambiscope.db).",
     )
     parser.add_argument("--device", help="Device for every job, e.g. cuda:0.")
-    parser.add_argument("--once", action="store_true", help="Exit when no queued job is left.")
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="Exit when nothing is queued or running (waits for jobs other workers hold).",
+    )
     parser.add_argument("--max-jobs", type=int, help="Exit after this many jobs.")
     parser.add_argument("--lease", dest="lease_s", type=float, default=DEFAULT_LEASE_S)
     parser.add_argument("--poll", dest="poll_s", type=float, default=1.0)
@@ -41,6 +53,28 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[],
         metavar="MODULE",
         help=f"Import a module that registers job kinds (also ${JOB_MODULES_ENV}).",
+    )
+    parser.add_argument(
+        "--allow-remote-code",
+        action="store_true",
+        help="Run jobs that ask for trust_remote_code (the model folder's own Python).",
+    )
+    parser.add_argument(
+        "--allow-endpoint",
+        dest="allow_endpoints",
+        type=_endpoint,
+        action="append",
+        default=[],
+        metavar="URL",
+        help="Let jobs send requests to this base URL (repeatable).",
+    )
+    parser.add_argument(
+        "--allow-key-env",
+        dest="allow_key_envs",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Let jobs send the value of this environment variable as an API key (repeatable).",
     )
     parser.add_argument("--heartbeat", dest="heartbeat_s", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--no-pid-check", action="store_true", help=argparse.SUPPRESS)

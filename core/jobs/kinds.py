@@ -1,9 +1,12 @@
 """Job kinds: what a worker can run, registered where each kind is defined.
 
 `JOB_KINDS` maps a kind's name to its handler, with a `describe` function (params -> one
-line for `ambiscope jobs` and the TUI) as metadata. Built-in kinds register themselves
-with the `job_kind` decorator in their own module (core/scaling/job.py: `resample`,
-core/synthetic/job.py: `annotate-synthetic`), which the registry imports on first read.
+line for `ambiscope jobs` and the TUI) and optionally a `needs` function (params -> what
+the job would run, read or reach; default `policy.execution_needs`) as metadata; the
+worker checks `needs` against its allow list before the handler runs (core/jobs/policy.py).
+Built-in kinds register themselves with the `job_kind` decorator in their own module
+(core/scaling/job.py: `resample`, core/synthetic/job.py: `annotate-synthetic`), which the
+registry imports on first read.
 Outside modules (a lab's own kinds, tests) are imported by the worker from `--import
 MODULE` or $AMBISCOPE_JOB_MODULES and register the same way.
 
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from ambiscope.core.alm import BackendSpec, open_backend
 from ambiscope.core.jobs.events import log_event
 from ambiscope.core.jobs.liveness import now
+from ambiscope.core.jobs.policy import Needs, NeedsOf, execution_needs
 from ambiscope.core.registry import Registry, RegistryError
 from ambiscope.db import jobs as rows
 
@@ -89,11 +93,23 @@ JOB_KINDS: Registry[JobHandler] = Registry(
 )
 
 
-def job_kind(name: str, *, describe: Describe | None = None) -> Callable[[JobHandler], JobHandler]:
-    """Decorator registering a handler as job kind `name` (a word: letters, digits, - or _)."""
+def job_kind(
+    name: str, *, describe: Describe | None = None, needs: NeedsOf | None = None
+) -> Callable[[JobHandler], JobHandler]:
+    """Decorator registering a handler as job kind `name` (a word: letters, digits, - or _).
+
+    `needs` reads what a job's parameters ask for (code, secrets, endpoints); give it when
+    the kind keeps such settings under other names than the execution options.
+    """
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise RegistryError(f"job kind must be a word (letters, digits, - or _), got {name!r}")
-    return JOB_KINDS.register(name, describe=describe)
+    return JOB_KINDS.register(name, describe=describe, needs=needs)
+
+
+def job_needs(kind: str, params: dict[str, Any]) -> Needs:
+    """What a job of `kind` with these parameters asks for (see core/jobs/policy.py)."""
+    needs = JOB_KINDS.meta(kind).get("needs") if kind in JOB_KINDS else None
+    return (needs or execution_needs)(params)
 
 
 def import_job_modules(modules: Sequence[str] = ()) -> list[str]:

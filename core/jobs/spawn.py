@@ -3,7 +3,9 @@
 The TUI and `ambiscope enqueue --start-worker` call `ensure_worker`; the child is the
 library's own entry point (core/jobs/__main__.py), never the command line, so the job
 system works without the front end. The project is installed, so the child imports
-`ambiscope` like any other process: no PYTHONPATH is set for it.
+`ambiscope` like any other process: no PYTHONPATH is set for it. What the worker may let
+stored jobs do is the caller's `WorkerPolicy`, passed as the worker's own command-line
+flags (the TUI's comes from its user's settings file, never from the workspace).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ambiscope.core.jobs.liveness import live_workers, this_node
+from ambiscope.core.jobs.policy import WorkerPolicy
 from ambiscope.db import jobs as rows
 
 WORKER_MODULE = "ambiscope.core.jobs"
@@ -27,9 +30,12 @@ class WorkerStartError(RuntimeError):
     """The detached worker exited before registering; the message has its log's tail."""
 
 
-def worker_command(workspace_path: str | os.PathLike[str]) -> list[str]:
+def worker_command(
+    workspace_path: str | os.PathLike[str], policy: WorkerPolicy | None = None
+) -> list[str]:
     """The detached worker's argv (`ensure_worker` runs exactly this)."""
-    return [sys.executable, "-m", WORKER_MODULE, "--db", str(workspace_path)]
+    allow = policy.argv() if policy is not None else []
+    return [sys.executable, "-m", WORKER_MODULE, "--db", str(workspace_path), *allow]
 
 
 def worker_log_path(workspace_path: str | os.PathLike[str]) -> Path:
@@ -42,6 +48,7 @@ def ensure_worker(
     log_path: str | os.PathLike[str] | None = None,
     env: dict[str, str] | None = None,
     wait_s: float = 30.0,
+    policy: WorkerPolicy | None = None,
 ) -> int:
     """Return the pid of a live worker for the workspace, starting a detached one if none.
 
@@ -50,6 +57,7 @@ def ensure_worker(
     terminal's session) does not stop it. A file lock serialises concurrent callers, and
     the call waits until the new worker has registered, so two TUIs starting at once get
     one worker, and a worker that cannot start raises WorkerStartError with its log tail.
+    A new worker gets `policy`'s allow list (default: nothing); a live one keeps its own.
     """
     from ambiscope.db import Workspace
 
@@ -60,7 +68,7 @@ def ensure_worker(
         if live:
             return live[0].pid
         log = Path(log_path) if log_path else worker_log_path(path)
-        proc = _spawn(path, log, env)
+        proc = _spawn(worker_command(path, policy), path, log, env)
         _wait_registered(path, proc, log, wait_s)
         return proc.pid
 
@@ -80,11 +88,13 @@ def _spawn_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _spawn(path: Path, log: Path, env: dict[str, str] | None) -> subprocess.Popen[bytes]:
+def _spawn(
+    argv: list[str], path: Path, log: Path, env: dict[str, str] | None
+) -> subprocess.Popen[bytes]:
     _rotate(log)
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            worker_command(path),
+            argv,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

@@ -35,8 +35,9 @@ from typing import TYPE_CHECKING, Any
 
 from ambiscope.core.jobs.backends import BackendCache
 from ambiscope.core.jobs.events import log_event
-from ambiscope.core.jobs.kinds import JOB_KINDS, JobContext, import_job_modules
+from ambiscope.core.jobs.kinds import JOB_KINDS, JobContext, import_job_modules, job_needs
 from ambiscope.core.jobs.liveness import now, this_node
+from ambiscope.core.jobs.policy import PolicyError, WorkerPolicy
 from ambiscope.core.jobs.queue import DEFAULT_LEASE_S, claim_next, finish_job
 from ambiscope.db import jobs as rows
 from ambiscope.db.errors import WorkspaceError
@@ -58,7 +59,7 @@ class WorkerConfig:
     lease_s: float = DEFAULT_LEASE_S
     heartbeat_s: float | None = None  # default: lease / 6, so five beats may be missed
     poll_s: float = 1.0
-    once: bool = False  # exit when no queued job is left
+    once: bool = False  # exit when nothing is queued or running (Worker._others_running)
     max_jobs: int | None = None
     idle_exit_s: float | None = None
     unload_idle_s: float = 300.0
@@ -66,10 +67,18 @@ class WorkerConfig:
     kinds: Sequence[str] | None = None  # default: every registered kind
     modules: Sequence[str] = ()  # imported first: they register job kinds
     max_models: int = 2  # a model plus its verifier
+    # what stored jobs may do (core/jobs/policy.py); only this process's caller decides
+    allow_remote_code: bool = False
+    allow_endpoints: Sequence[str] = ()
+    allow_key_envs: Sequence[str] = ()
 
     @property
     def beat_s(self) -> float:
         return self.heartbeat_s if self.heartbeat_s is not None else self.lease_s / 6
+
+    @property
+    def policy(self) -> WorkerPolicy:
+        return WorkerPolicy(self.allow_remote_code, self.allow_endpoints, self.allow_key_envs)
 
 
 @dataclass
@@ -166,7 +175,7 @@ def _readable(exc: BaseException) -> str:
     from ambiscope.core.alm.base import BackendError
 
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if isinstance(exc, BackendError | WorkspaceError) and text:
+    if isinstance(exc, BackendError | WorkspaceError | PolicyError) and text:
         return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
@@ -177,6 +186,7 @@ class Worker:
     def __init__(self, db_path: str | os.PathLike[str], config: WorkerConfig | None = None):
         self.path = Path(db_path)
         self.config = config or WorkerConfig()
+        self.policy = self.config.policy  # a bad --allow-endpoint fails before any claim
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.stats = WorkerStats()
         self.backends = BackendCache(self.config.max_models)
@@ -185,6 +195,7 @@ class Worker:
         self._signals = 0
         self.ws: Workspace | None = None
         self.heartbeat: Heartbeat | None = None
+        self._waited: set[int] = set()  # jobs `--once` said it waits for
 
     # ----------------------------------------------------------- lifecycle
     def stop(self, reason: str = "stop requested") -> None:
@@ -241,7 +252,7 @@ class Worker:
                 self._process(job)
                 idle_since = time.monotonic()
                 continue
-            if self.config.once:
+            if self.config.once and not self._others_running():
                 break
             idle = time.monotonic() - idle_since
             if len(self.backends) and idle >= self.config.unload_idle_s:
@@ -251,6 +262,34 @@ class Worker:
                 self._event(None, f"idle {idle:.0f} s: exiting")
                 break
             self._stopping.wait(self.config.poll_s)
+
+    def _others_running(self) -> bool:
+        """`--once`: is a job of our kinds still running under another worker?
+
+        `--once` means "run what is queued, then exit", and such a job is not finished: its
+        worker may still die and the job come back to the queue when the lease runs out
+        (claim_next then re-queues it and this worker runs it). So the worker waits, saying
+        once in one line which job it waits for, and exits when none is left.
+        """
+        assert self.ws is not None
+        kinds = set(self.config.kinds or JOB_KINDS.names())
+        t = now()
+        others = [
+            j
+            for j in rows.list_jobs(self.ws, status="running")
+            if j.kind in kinds and j.owner != self.id  # an expired lease: claimed next
+        ]
+        for job in others:
+            if job.id not in self._waited:
+                self._waited.add(job.id)
+                left = max((job.lease_expires or t) - t, 0.0)
+                self._event(
+                    None,
+                    f"--once: nothing queued; waiting for job {job.id}, running on worker "
+                    f"{job.owner} (lease ends in {left:.0f} s unless renewed): it may come "
+                    "back to the queue (Ctrl-C leaves it to that worker)",
+                )
+        return bool(others)
 
     # --------------------------------------------------------- registration
     def _register(self) -> None:
@@ -340,6 +379,7 @@ class Worker:
         started = time.perf_counter()
         self._event(job.id, f"running {job.kind} on {self.id}")
         try:
+            self.policy.check(job_needs(job.kind, job.params))
             result = JOB_KINDS.get(job.kind)(ctx)
         except Exception as exc:
             self._failed(job, ctx, exc)
@@ -361,7 +401,7 @@ class Worker:
             job,
             "failed",
             error=reason,
-            traceback=traceback.format_exc(),
+            traceback=None if isinstance(exc, PolicyError) else traceback.format_exc(),
             message=f"failed: {reason}",
         )
 

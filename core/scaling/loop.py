@@ -15,7 +15,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -23,6 +22,7 @@ import numpy as np
 from ambiscope.core.alm.base import AudioInput, Backend, BackendError
 from ambiscope.core.audio import AudioError, load_audio
 from ambiscope.core.browse.filters import select_clip_ids
+from ambiscope.core.paths import dataset_file
 from ambiscope.core.reference.distributions import entropy_bits
 from ambiscope.core.reference.prediction_scores import ReferenceScorer
 from ambiscope.db import Clip, Dataset, Prediction, Run, Workspace
@@ -104,10 +104,10 @@ def clip_audio(ds: Dataset, clip: Clip, backend: Backend) -> AudioInput:
     """The clip's audio at the backend's rate and length limit (AudioError if unusable)."""
     if not clip.path:
         raise AudioError(f"clip {clip.key}: no audio file")
-    root = Path(ds.root) if ds.root else Path()
-    loaded = load_audio(
-        root / clip.path, backend.sample_rate, max_seconds=backend.max_audio_seconds
-    )
+    path = dataset_file(ds.root, ds.options, clip.path)
+    if path is None:
+        raise AudioError(f"clip {clip.key}: {clip.path} is outside the dataset root")
+    loaded = load_audio(path, backend.sample_rate, max_seconds=backend.max_audio_seconds)
     return AudioInput(loaded.samples, loaded.sample_rate, tuple(loaded.warnings))
 
 

@@ -143,9 +143,9 @@ def test_safe_names_unit() -> None:
 
 def test_non_empty_output_needs_force(demo_db: Path, tmp_path: Path) -> None:  # noqa: F811
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
     with Workspace.open(demo_db) as ws:
+        export_subset(ws, out, SubsetOptions(where="split:test", format="csv"))
+        (out / "keep.txt").write_text("mine")
         with pytest.raises(ExportError, match="--force"):
             export_subset(ws, out, SubsetOptions(where="split:test"))
         assert (out / "keep.txt").read_text() == "mine"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 
@@ -9,6 +10,7 @@ import numpy as np
 import pytest
 
 from ambiscope.db import ClipIn, Prediction, RunIn, Sample, VoteIn, Workspace, WorkspaceError
+from ambiscope.db import workspace as workspace_module
 from ambiscope.db.migrate import APPLICATION_ID, latest_version, split_statements
 
 
@@ -252,3 +254,39 @@ def test_second_connection_reads_consistent_snapshot(tmp_path, ws, dataset):
         assert reader.count_clips(dataset.id) == before + 1
     finally:
         reader.close()
+
+
+# ---------------------------------------------- full disk, read-only files (issue 12)
+def test_disk_full_is_one_line_and_rolls_back(ws, dataset):
+    """`database or disk is full` became a traceback; SQLite's page cap stands in for it."""
+    before = list(ws.conn.iterdump())
+    pages = ws.conn.execute("PRAGMA page_count").fetchone()[0]
+    ws.conn.execute(f"PRAGMA max_page_count = {pages}")
+    with pytest.raises(WorkspaceError) as info:
+        ws.add_clips(dataset.id, [ClipIn(f"k{i}", transcript="x" * 500) for i in range(2000)])
+    assert str(info.value) == f"disk full writing {ws.path}: nothing was written"
+    assert not ws.conn.in_transaction
+    assert list(ws.conn.iterdump()) == before
+
+
+def test_read_only_workspace_reads_and_refuses_writes(tmp_path, ws, dataset):
+    ws.close()
+    with Workspace.open(ws.path, readonly=True) as reader:
+        assert reader.readonly and reader.count_clips(dataset.id) == 3
+        with pytest.raises(WorkspaceError) as info, reader.transaction():
+            pass
+        assert str(info.value) == f"read-only workspace: {ws.path}"
+
+
+def test_unwritable_file_opens_read_only(tmp_path, ws, dataset, monkeypatch):
+    """A file this process may not write opened with "unable to open database file"."""
+    ws.close()
+    ws.path.chmod(0o444)
+    if os.geteuid() == 0:  # root may write anything: stand in for an ordinary user
+        monkeypatch.setattr(workspace_module, "_writable", lambda path: False)
+    before = ws.path.read_bytes()
+    with Workspace.open(ws.path) as reader:
+        assert reader.readonly and reader.count_clips(dataset.id) == 3
+        with pytest.raises(WorkspaceError, match=r"^read-only workspace: "):
+            reader.add_clips(dataset.id, [ClipIn("new")])
+    assert ws.path.read_bytes() == before

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
+import pytest
 from textual.widgets import Input, Static
 
 from ambiscope.core.browse.query import BrowseQuery, count_rows
 from ambiscope.db import Workspace
+from ambiscope.db import workspace as workspace_module
 from ambiscope.tui.screens.modals import BulkModal, ConfirmModal, NoteModal, PromptModal
 from ambiscope.tui.widgets.clip_table import ClipTable
 from ambiscope.tui.widgets.detail import DetailView
@@ -314,3 +318,26 @@ async def test_help_palette_and_screens(workspace: Path) -> None:
         await until(pilot, lambda: app.current_mode == "jobs")
         await pilot.press("escape")
         await until(pilot, lambda: app.current_mode == "browser")
+
+
+async def test_read_only_workspace_opens_and_says_so(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A workspace file nobody lets us write (issue 12): browse, say read-only, write nothing."""
+    copy = tmp_path / "ro.db"
+    shutil.copy(workspace, copy)
+    copy.chmod(0o444)
+    if os.geteuid() == 0:  # root may write anything: stand in for an ordinary user
+        monkeypatch.setattr(workspace_module, "_writable", lambda path: False)
+    before = copy.read_bytes()
+    app = make_app(copy)
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await ready(pilot)
+        assert screen.query_one(ClipTable).row_count == 24
+        assert app.access.readonly
+        assert "read-only" in str(screen._topbar)
+        await pilot.press("f")
+        await until(
+            pilot, lambda: any("read-only workspace" in n.message for n in app._notifications)
+        )
+    assert copy.read_bytes() == before

@@ -39,6 +39,12 @@ from ambiscope.tui.cli.options import CORPUS_FORMATS, RegistryChoice, db_option
 )
 @click.option("--skip-bad", is_flag=True, help="Skip malformed lines (report a count).")
 @click.option("--replace", is_flag=True, help="Delete and re-read the dataset.")
+@click.option(
+    "--allow-outside-root",
+    is_flag=True,
+    help="Accept audio paths that resolve outside the dataset root (stored in the "
+    "dataset's options and shown in export provenance).",
+)
 @db_option
 def import_(
     format: str,
@@ -52,6 +58,7 @@ def import_(
     modality: str,
     skip_bad: bool,
     replace: bool,
+    allow_outside_root: bool,
     db: Path,
 ) -> None:
     """Import a corpus with every rater's vote.
@@ -76,6 +83,7 @@ def import_(
         unknown=unknown,  # type: ignore[arg-type]
         skip_bad=skip_bad,
         replace=replace,
+        allow_outside_root=allow_outside_root,
         extra={"modality": modality} if format == "crema-d" else {},
     )
     with Workspace.open(db, create=True) as ws:

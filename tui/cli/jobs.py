@@ -58,7 +58,8 @@ def enqueue_resample(clip_ids: tuple[int, ...], start_worker: bool, db: Path, **
     Select clips with --clip (repeatable) and/or --where (both: the listed clips that
     match); neither means the whole dataset. The selection is fixed when queued.
     """
-    from ambiscope.core.jobs.kinds import describe_job
+    from ambiscope.core.jobs.kinds import describe_job, job_needs
+    from ambiscope.core.jobs.policy import WorkerPolicy
     from ambiscope.core.jobs.spawn import ensure_worker, worker_log_path
     from ambiscope.core.scaling.job import enqueue_resample as queue_resample
     from ambiscope.db import Workspace
@@ -67,6 +68,13 @@ def enqueue_resample(clip_ids: tuple[int, ...], start_worker: bool, db: Path, **
     with Workspace.open(db) as ws:
         job = queue_resample(ws, spec, clip_ids=clip_ids or None, where=where, limit=limit)
     click.echo(f"job {job.id} queued: resample {describe_job(job)}")
+    flags = WorkerPolicy().missing_flags(job_needs(job.kind, job.params))
+    if flags:
+        click.echo(
+            f"note: a worker runs it only if started with {' '.join(flags)} "
+            f"(e.g. `ambiscope worker {' '.join(flags)}`); others fail it",
+            err=True,
+        )
     if start_worker:
         click.echo(f"worker pid {ensure_worker(db)} is running it (log: {worker_log_path(db)})")
     else:
@@ -226,7 +234,11 @@ def workers_cmd(show_all: bool, db: Path) -> None:
 # ------------------------------------------------------------------- worker
 @click.command()
 @click.option("--device", help="Device for every job, e.g. cuda:0 (default: each job's own).")
-@click.option("--once", is_flag=True, help="Exit when no queued job is left.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Exit when nothing is queued or running (waits for jobs other workers hold).",
+)
 @click.option("--max-jobs", type=int, help="Exit after this many jobs.")
 @click.option(
     "--lease", "lease_s", type=float, default=30.0, show_default=True, help="Lease seconds."
@@ -248,6 +260,25 @@ def workers_cmd(show_all: bool, db: Path) -> None:
     metavar="MODULE",
     help="Import a module that registers job kinds (also $AMBISCOPE_JOB_MODULES).",
 )
+@click.option(
+    "--allow-remote-code",
+    is_flag=True,
+    help="Run jobs that ask for trust_remote_code (the model folder's own Python).",
+)
+@click.option(
+    "--allow-endpoint",
+    "allow_endpoints",
+    multiple=True,
+    metavar="URL",
+    help="Let jobs send requests to this base URL (repeatable).",
+)
+@click.option(
+    "--allow-key-env",
+    "allow_key_envs",
+    multiple=True,
+    metavar="NAME",
+    help="Let jobs send the value of this environment variable as an API key (repeatable).",
+)
 @click.option("--heartbeat", "heartbeat_s", type=float, hidden=True)
 @click.option("--no-pid-check", is_flag=True, hidden=True, help="Recover by lease only.")
 @db_option
@@ -258,6 +289,10 @@ def worker(no_pid_check: bool, db: Path, **kw: Any) -> None:
     transaction and re-queues jobs of workers that died. SIGTERM / Ctrl-C stop after the
     current clip and hand the job back; several workers (e.g. one per GPU) may share a
     workspace. The TUI starts the same worker detached (`python -m ambiscope.core.jobs`).
+
+    A job is data in a workspace that may come from someone else, so the worker refuses
+    (fails) jobs that would run the model folder's code, send an environment variable's
+    value or reach an endpoint, unless allowed here with the --allow-* options.
     """
     from ambiscope.core.jobs.worker import WorkerConfig, run_worker
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 import click
 
 from ambiscope.db.errors import WorkspaceError
-from ambiscope.tui.cli.options import db_option
+from ambiscope.tui.cli.options import _remember_db, db_option
 
 COMMANDS: dict[str, str] = {
     "init": "ambiscope.tui.cli.workspace:init",
@@ -44,6 +45,9 @@ COMMANDS: dict[str, str] = {
 }
 """Command name -> ``"module:attr"`` of its click command (imported on first use)."""
 
+MAX_MESSAGE = 1000
+"""Longest error line printed; file, line and field come first, so they survive the cut."""
+
 
 class LazyGroup(click.Group):
     """Loads commands from `COMMANDS` by name, and turns anticipated errors into one line."""
@@ -65,7 +69,17 @@ class LazyGroup(click.Group):
             if os.environ.get("AMBISCOPE_DEBUG"):
                 raise
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if len(message) > MAX_MESSAGE:  # a 200,000-character field quoted back
+                message = message[:MAX_MESSAGE] + "..."
             raise click.ClickException(message) from None
+        except sqlite3.OperationalError as exc:
+            # the backstop for a write outside Workspace.transaction(), which words these
+            name = exc.sqlite_errorname
+            if os.environ.get("AMBISCOPE_DEBUG") or name not in ("SQLITE_FULL", "SQLITE_READONLY"):
+                raise
+            db = _remember_db(ctx, None, None)  # type: ignore[arg-type]
+            what = "disk full writing" if name == "SQLITE_FULL" else "read-only workspace:"
+            raise click.ClickException(f"{what} {db}") from None
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True)

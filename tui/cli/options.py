@@ -125,7 +125,12 @@ def option_group(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
 
 # ------------------------------------------------------------------ outputs
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-force_option = click.option("--force", is_flag=True, help="Replace a non-empty output.")
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Replace an earlier ambiscope export at OUT (never a folder holding the workspace "
+    "or a corpus).",
+)
 
 
 def reference_option(help: str) -> Callable[[F], F]:

@@ -118,14 +118,21 @@ def serve_model(
     localhost by default.
     """
     from ambiscope.core.alm import BACKENDS
-    from ambiscope.core.alm.serve_openai import serve_forever
+    from ambiscope.core.alm.base import BackendError
+    from ambiscope.core.alm.serve_openai import exposure_warning, serve_forever
 
     api_key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not api_key:
         raise click.ClickException(f"environment variable {api_key_env} is not set")
-    backend = BACKENDS["transformers"](
-        model, device=device, dtype=dtype, trust_remote_code=trust_remote_code
-    )
+    warning = exposure_warning(host, api_key)
+    if warning:
+        click.echo(warning, err=True)
+    try:
+        backend = BACKENDS["transformers"](
+            model, device=device, dtype=dtype, trust_remote_code=trust_remote_code
+        )
+    except BackendError as exc:  # e.g. no such model directory: one line, not a traceback
+        raise click.ClickException(str(exc)) from None
     try:
         serve_forever(
             backend,

@@ -55,16 +55,18 @@ from typing import Any
 
 import numpy as np
 
-from ambiscope.core.audio import load_audio, write_wav
+from ambiscope.core.audio import AudioError, audio_info, load_audio, write_wav
 from ambiscope.core.export._common import (
     ExportError,
     NameAllocator,
+    Protected,
     atomic_dir,
     check_target_dir,
     dumps,
     safe_suffix,
 )
 from ambiscope.core.export.provenance import PROVENANCE_FILE, build_provenance
+from ambiscope.core.paths import RootGuard, allows_outside_root
 from ambiscope.core.reference import reference_name
 from ambiscope.core.reference.pooled import load_reference
 from ambiscope.core.synthetic.augment.features import (
@@ -205,13 +207,6 @@ class _Split:
     skipped: dict[str, int]
 
 
-def _audio_path(ds: Dataset, clip: Clip) -> Path | None:
-    if not clip.path:
-        return None
-    path = Path(clip.path)
-    return path if path.is_absolute() else (Path(ds.root) if ds.root else Path()) / path
-
-
 def _read_split(ws: Workspace, ds: Dataset, opts: DimeOptions) -> _Split:
     """The split's clips that have audio and a reference distribution (never other splits)."""
     rows = ws.conn.execute(
@@ -235,14 +230,25 @@ def _read_split(ws: Workspace, ds: Dataset, opts: DimeOptions) -> _Split:
     reference = load_reference(ws, ds, opts.reference)
     index = {int(c): i for i, c in enumerate(reference.clip_ids)}
     clips, paths, dists, labels = [], [], [], []
-    skipped = {"without audio": 0, "with a missing audio file": 0, "without votes": 0}
+    skipped = {
+        "without audio": 0,
+        "with a missing audio file": 0,
+        "with audio outside the dataset root": 0,
+        "whose file is not readable audio": 0,
+        "without votes": 0,
+    }
+    guard = RootGuard(ds.root, allow_outside=allows_outside_root(ds.options))
     for clip in map(Clip.from_row, rows):
-        path = _audio_path(ds, clip)
+        path = guard.full(clip.path) if clip.path else None
         row = index.get(clip.id)
         if path is None:
             skipped["without audio"] += 1
+        elif not guard.allowed(path):  # a hand-edited workspace: never read it
+            skipped["with audio outside the dataset root"] += 1
         elif not path.is_file():
             skipped["with a missing audio file"] += 1
+        elif not _readable(path):
+            skipped["whose file is not readable audio"] += 1
         elif row is None or not reference.valid[row] or reference.majority[row] < 0:
             skipped["without votes"] += 1
         else:
@@ -253,6 +259,15 @@ def _read_split(ws: Workspace, ds: Dataset, opts: DimeOptions) -> _Split:
     if not clips:
         raise ExportError(f"split {opts.split!r} has no clip with audio and {opts.reference} votes")
     return _Split(clips, paths, np.array(dists), np.array(labels, dtype=np.int64), skipped)
+
+
+def _readable(path: Path) -> bool:
+    """Whether soundfile can open the file (only audio is ever copied into the output)."""
+    try:
+        audio_info(path)
+    except AudioError:
+        return False
+    return True
 
 
 def _features(paths: list[Path]) -> np.ndarray:
@@ -360,7 +375,8 @@ def dime_augment(
     """Balance `opts.split` of a dataset by DiME-Aug and write it to `out` (see module doc)."""
     started = time.perf_counter()
     out = Path(out)
-    check_target_dir(out, force=opts.force)
+    protect = Protected.of(ws)
+    check_target_dir(out, force=opts.force, protect=protect)
     ds = ws.get_dataset(dataset)
     split = _read_split(ws, ds, opts)
     k_labels = ds.k
@@ -373,7 +389,7 @@ def dime_augment(
     neighbours = _class_neighbours(split, (need > 0) & (counts >= 2), opts.k)
     mixes = plan_mixes(split.labels, need, neighbours, np.random.default_rng(opts.seed))
     names = NameAllocator()
-    with atomic_dir(out, force=opts.force) as tmp:
+    with atomic_dir(out, force=opts.force, protect=protect) as tmp:
         (tmp / AUDIO_DIR).mkdir()
         records = _write_originals(tmp, ds, split, names)
         records += [_write_mix(tmp, ds, split, m, i + 1, names) for i, m in enumerate(mixes)]

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ambiscope.core.browse.filters import FilterError, parse_filter, select_clip_ids
+from ambiscope.core.browse import filters
+from ambiscope.core.browse.filters import (
+    MAX_FILTER_CHARS,
+    MAX_FILTER_TERMS,
+    FilterError,
+    parse_filter,
+    select_clip_ids,
+)
 from ambiscope.core.reference.human import refresh_human
 from ambiscope.db import ClipIn, Prediction, RunIn, VoteIn, Workspace
 
@@ -118,3 +125,32 @@ def test_prediction_terms_need_a_run(ws):
 def test_bad_terms_name_the_problem(text, message):
     with pytest.raises(FilterError, match=message):
         parse_filter(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("x" * 60_000, "60,000 characters, the limit is 4,000"),  # LIKE pattern too complex
+        (" ".join(["a"] * 1500), "1500 terms, the limit is 100"),  # expression tree too large
+    ],
+    ids=["long", "many-terms"],
+)
+def test_absurd_filters_are_refused_up_front(ws, text, message):
+    """Issue 12 (5): SQLite's own limits gave tracebacks; the caps give one line."""
+    with pytest.raises(FilterError) as info:
+        select_clip_ids(ws.conn, text)
+    assert str(info.value) == f"filter {text[:60] + '...'!r}: {message}"
+
+
+def test_filters_at_the_caps_still_run(ws):
+    assert keys(ws, " ".join(["-flagged"] * MAX_FILTER_TERMS)) == keys(ws, "-flagged")
+    assert keys(ws, "%_" * (MAX_FILTER_CHARS // 2)) == []
+    assert keys(ws, "\U0001d11e" * MAX_FILTER_CHARS) == []
+
+
+def test_an_sqlite_limit_past_the_caps_is_still_one_line(ws, monkeypatch):
+    """The backstop behind the caps: SQLite's own refusal, worded with the filter."""
+    monkeypatch.setattr(filters, "MAX_FILTER_CHARS", 100_000)
+    with pytest.raises(FilterError) as info:
+        select_clip_ids(ws.conn, "x" * 60_000)
+    assert str(info.value) == f"filter {'x' * 60 + '...'!r}: LIKE or GLOB pattern too complex"

@@ -261,3 +261,21 @@ def test_empty_table_and_missing_root_are_clear_errors(ws, tmp_path):
     with pytest.raises(ImportFormatError, match=r"no processedResults/tabulatedVotes\.csv"):
         (tmp_path / "nothing").mkdir()
         crema_d.read(tmp_path / "nothing", ImportOptions())
+
+
+# ------------------------------------------------ unreadable bytes (issue 12, 5 and 6)
+def test_huge_field_is_one_line_naming_file_and_line(ws, tmp_path):
+    path = _write_table(tmp_path, [*GOOD[:2], '"100003",0,0,0,1,10,0,"' + "x" * 200_000 + '"'])
+    with pytest.raises(ImportFormatError) as info:
+        import_corpus(ws, "crema-d", path, ImportOptions(skip_bad=True))
+    assert str(info.value).startswith(f"{path.resolve()}:4: a CSV field is longer than ")
+    assert ws.datasets() == []
+
+
+def test_non_utf8_byte_names_line_and_column(ws, tmp_path):
+    path = _write_table(tmp_path, GOOD)
+    data = path.read_bytes().replace(b"1001_IEO_HAP_LO", b"1001_IEO_HAP_L\xff")
+    path.write_bytes(data)
+    with pytest.raises(ImportFormatError) as info:
+        import_corpus(ws, "crema-d", path, ImportOptions())
+    assert str(info.value) == f"{path.resolve()}:3: not UTF-8 (byte 0xff at column 37)"

@@ -128,7 +128,7 @@ def test_audio_root_and_absolute_paths(ws, tmp_path):
     audio = tmp_path / "elsewhere"
     audio.mkdir()
     sf.write(audio / "x.wav", np.zeros(1600, dtype=np.float32), 16000)
-    absolute = tmp_path / "abs.wav"
+    absolute = audio / "abs.wav"  # absolute paths are kept when inside the root
     sf.write(absolute, np.zeros(3200, dtype=np.float32), 16000)
     (tmp_path / "lists").mkdir()
     path = _write(

@@ -247,3 +247,21 @@ def test_no_label_files_is_a_clear_error(ws, tmp_path):
     (tmp_path / "Labels").mkdir()
     with pytest.raises(ImportFormatError, match="no MSP-Podcast label files"):
         run(ws, tmp_path)
+
+
+def test_huge_field_and_bad_byte_name_file_and_line(ws, tmp_path):
+    """Issue 12 (5, 6): `_csv.Error` and a decoder offset became file:line messages."""
+    release = copy_variant(tmp_path)
+    detailed = release / "Labels" / "labels_detailed.csv"
+    lines = detailed.read_text().splitlines()
+    lines[2] = lines[2] + ',"' + "x" * 200_000 + '"'
+    detailed.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ImportFormatError) as err:
+        run(ws, release, skip_bad=True)
+    assert str(err.value).startswith(f"{detailed}:3: a CSV field is longer than ")
+    lines[2] = lines[2][:20]
+    detailed.write_bytes("\n".join(lines).encode() + b"\n" + b"ab\xffcd\n")
+    with pytest.raises(ImportFormatError) as err:
+        run(ws, release, skip_bad=True)
+    assert str(err.value) == f"{detailed}:{len(lines) + 1}: not UTF-8 (byte 0xff at column 3)"
+    assert ws.datasets() == []

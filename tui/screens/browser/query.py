@@ -295,6 +295,8 @@ class QueryPaging(AppScreen):
         text = Text(no_wrap=True, overflow="ellipsis")
         text.append("ambiscope ", style="bold")
         text.append(Path(self.access.path).name, style="dim")
+        if self.access.readonly:
+            text.append(" · read-only", style="bold yellow")
         if ctx is None:
             text.append(" · opening…")
         else:

@@ -1,0 +1,38 @@
+"""Issue 12 repros through the CLI: each is one short line and exit status 1."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from ambiscope.tui.cli.main import MAX_MESSAGE, main
+
+
+def one_line(db: Path, *args: str) -> str:
+    result = CliRunner().invoke(main, ["--db", str(db), *args])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith("Error: ") and result.output.count("\n") == 1
+    assert len(result.output) <= len("Error: ...\n") + MAX_MESSAGE
+    return result.output
+
+
+def test_a_value_quoted_back_is_cut(tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("clip,path,annotator,label\nc1," + "x" * 100_000 + ",r1,happy\n")
+    assert one_line(tmp_path / "w.db", "import", "manifest", str(manifest)).startswith(
+        f"Error: {manifest}:2: "
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "source"),
+    [("label-studio", "/dev/zero"), ("label-studio", "fifo.json"), ("manifest", "fifo.csv")],
+)
+def test_devices_and_fifos_are_refused(tmp_path: Path, fmt: str, source: str) -> None:
+    path = Path(source) if source.startswith("/") else tmp_path / source
+    if not path.exists():
+        os.mkfifo(path)
+    assert "not a regular file" in one_line(tmp_path / "w.db", "import", fmt, str(path))
