@@ -55,6 +55,7 @@ class Settings:
     allow_remote_code: bool = False
     allow_endpoints: list[str] = field(default_factory=list)
     allow_key_envs: list[str] = field(default_factory=list)
+    allow_dirs: list[str] = field(default_factory=list)  # prompt files beyond the workspace's
 
     @property
     def default_flag(self) -> str:
@@ -76,11 +77,14 @@ class Settings:
         settings.allow_remote_code = settings.allow_remote_code is True
         settings.allow_endpoints = _strings(settings.allow_endpoints, "allow_endpoints")
         settings.allow_key_envs = _strings(settings.allow_key_envs, "allow_key_envs")
+        settings.allow_dirs = _strings(settings.allow_dirs, "allow_dirs")
         return settings
 
     def worker_policy(self) -> WorkerPolicy:
         """The allow list for the worker the TUI starts (ValueError: a bad endpoint URL)."""
-        return WorkerPolicy(self.allow_remote_code, self.allow_endpoints, self.allow_key_envs)
+        return WorkerPolicy(
+            self.allow_remote_code, self.allow_endpoints, self.allow_key_envs, self.allow_dirs
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -76,6 +76,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="NAME",
         help="Let jobs send the value of this environment variable as an API key (repeatable).",
     )
+    parser.add_argument(
+        "--allow-dir",
+        dest="allow_dirs",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="Let jobs read prompt files in this folder (the workspace's is always allowed).",
+    )
     parser.add_argument("--heartbeat", dest="heartbeat_s", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--no-pid-check", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)

@@ -3,10 +3,13 @@
 A workspace can come from someone else, and a job row is just data in it. So nothing a job
 asks for may run code (`trust_remote_code`), read a secret (`api_key_env` names an
 environment variable whose value is sent as a bearer token) or reach a network endpoint
-(`base_url`) unless the person who started the worker allowed it there: `ambiscope worker
---allow-remote-code --allow-endpoint URL --allow-key-env NAME` (the same flags on `python
--m ambiscope.core.jobs`; the TUI passes what its user allowed in their settings). Loading
-local weights or a Hub id with the transformers backend runs no code and stays allowed.
+(`base_url`) or read a file outside the workspace's folder (`prompt_file`: its text would
+be stored in the run and sent to the model) unless the person who started the worker
+allowed it there: `ambiscope worker --allow-remote-code --allow-endpoint URL
+--allow-key-env NAME --allow-dir DIR` (the same flags on `python -m ambiscope.core.jobs`;
+the TUI passes what its user allowed in their settings). Loading local weights or a Hub id
+with the transformers backend runs no code and stays allowed; prompt files in the
+workspace's own folder (or below it) are allowed, as that is where a study keeps them.
 
 What a job asks for is read from its stored parameters before its handler runs (the
 worker applies `WorkerPolicy.check` to every job), by the kind's `needs` function when it
@@ -16,6 +19,7 @@ nested object of the parameters, so a new job kind is covered without doing anyt
 
 from __future__ import annotations
 
+import os
 import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +39,7 @@ class Needs:
     remote_code: bool = False
     endpoints: tuple[str, ...] = ()  # normalised URLs (or the raw text when unparseable)
     key_envs: tuple[str, ...] = ()
+    files: tuple[str, ...] = ()  # files the job reads (prompt files), as stored
 
 
 NeedsOf = Callable[[dict[str, Any]], Needs]
@@ -85,7 +90,10 @@ def execution_needs(params: dict[str, Any]) -> Needs:
     remote_code = False
     endpoints: list[str] = []
     key_envs: list[str] = []
+    files: list[str] = []
     for obj in _objects(params):
+        if obj.get("prompt_file"):
+            files.append(str(obj["prompt_file"]))
         remote_code = remote_code or bool(obj.get("trust_remote_code"))
         if obj.get("api_key_env"):
             key_envs.append(str(obj["api_key_env"]))
@@ -94,7 +102,12 @@ def execution_needs(params: dict[str, Any]) -> Needs:
                 endpoints.append(normalise_endpoint(obj["base_url"]))
             except ValueError:
                 endpoints.append(str(obj["base_url"]))
-    return Needs(remote_code, tuple(dict.fromkeys(endpoints)), tuple(dict.fromkeys(key_envs)))
+    return Needs(
+        remote_code,
+        tuple(dict.fromkeys(endpoints)),
+        tuple(dict.fromkeys(key_envs)),
+        tuple(dict.fromkeys(files)),
+    )
 
 
 @dataclass(frozen=True)
@@ -104,11 +117,22 @@ class WorkerPolicy:
     allow_remote_code: bool = False
     allow_endpoints: Sequence[str] = ()
     allow_key_envs: Sequence[str] = ()
+    allow_dirs: Sequence[str] = ()  # folders whose files jobs may read (the workspace's)
     _endpoints: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         endpoints = frozenset(normalise_endpoint(u) for u in self.allow_endpoints)
         object.__setattr__(self, "_endpoints", endpoints)
+
+    def _readable(self, stored: str) -> bool:
+        """Whether a job may read this file: it resolves (symlinks too) inside an allowed
+        folder. A relative path is taken from the worker's working directory, as the
+        spec's loader would."""
+        real = os.path.realpath(stored)
+        return any(
+            os.path.commonpath([real, os.path.realpath(d)]) == os.path.realpath(d)
+            for d in self.allow_dirs
+        )
 
     def _missing(self, needs: Needs) -> list[tuple[str, str]]:
         """(what the job asks for, the worker flag that allows it) for each refused need."""
@@ -126,6 +150,11 @@ class WorkerPolicy:
             for name in needs.key_envs
             if name not in self.allow_key_envs
         ]
+        out += [
+            (f"read {path}", f"--allow-dir {os.path.dirname(os.path.realpath(path))}")
+            for path in needs.files
+            if not self._readable(path)
+        ]
         return out
 
     def missing_flags(self, needs: Needs) -> list[str]:
@@ -140,8 +169,8 @@ class WorkerPolicy:
         return (
             f"refused: the job asks to {' and to '.join(a for a, _ in missing)}, which a "
             f"workspace cannot allow; start the worker with {' '.join(f for _, f in missing)} "
-            "to allow it (TUI: allow_remote_code / allow_endpoints / allow_key_envs in your "
-            "settings file), then `ambiscope jobs retry`"
+            "to allow it (TUI: allow_remote_code / allow_endpoints / allow_key_envs / "
+            "allow_dirs in your settings file), then `ambiscope jobs retry`"
         )
 
     def check(self, needs: Needs) -> None:
@@ -157,4 +186,6 @@ class WorkerPolicy:
             out += ["--allow-endpoint", url]
         for name in self.allow_key_envs:
             out += ["--allow-key-env", name]
+        for folder in self.allow_dirs:
+            out += ["--allow-dir", folder]
         return out

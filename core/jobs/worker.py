@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,6 +71,7 @@ class WorkerConfig:
     allow_remote_code: bool = False
     allow_endpoints: Sequence[str] = ()
     allow_key_envs: Sequence[str] = ()
+    allow_dirs: Sequence[str] = ()  # besides the workspace's own folder (always allowed)
 
     @property
     def beat_s(self) -> float:
@@ -78,7 +79,9 @@ class WorkerConfig:
 
     @property
     def policy(self) -> WorkerPolicy:
-        return WorkerPolicy(self.allow_remote_code, self.allow_endpoints, self.allow_key_envs)
+        return WorkerPolicy(
+            self.allow_remote_code, self.allow_endpoints, self.allow_key_envs, self.allow_dirs
+        )
 
 
 @dataclass
@@ -186,7 +189,9 @@ class Worker:
     def __init__(self, db_path: str | os.PathLike[str], config: WorkerConfig | None = None):
         self.path = Path(db_path)
         self.config = config or WorkerConfig()
-        self.policy = self.config.policy  # a bad --allow-endpoint fails before any claim
+        # a bad --allow-endpoint fails before any claim; the workspace's folder is readable
+        policy = self.config.policy
+        self.policy = replace(policy, allow_dirs=(*policy.allow_dirs, str(self.path.parent)))
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(2)}"
         self.stats = WorkerStats()
         self.backends = BackendCache(self.config.max_models)

@@ -279,6 +279,13 @@ def workers_cmd(show_all: bool, db: Path) -> None:
     metavar="NAME",
     help="Let jobs send the value of this environment variable as an API key (repeatable).",
 )
+@click.option(
+    "--allow-dir",
+    "allow_dirs",
+    multiple=True,
+    metavar="DIR",
+    help="Let jobs read prompt files in this folder (the workspace's is always allowed).",
+)
 @click.option("--heartbeat", "heartbeat_s", type=float, hidden=True)
 @click.option("--no-pid-check", is_flag=True, hidden=True, help="Recover by lease only.")
 @db_option

@@ -27,6 +27,8 @@ from ambiscope.core.jobs.policy import (
 from ambiscope.core.jobs.queue import claim_next, enqueue
 from ambiscope.core.jobs.spawn import worker_command
 from ambiscope.core.jobs.worker import Worker, WorkerConfig
+from ambiscope.core.scaling.job import enqueue_resample
+from ambiscope.core.scaling.run import RunSpec
 from ambiscope.db import Workspace
 from ambiscope.db.jobs import get_job, list_events
 from ambiscope.tui.cli.main import main
@@ -274,3 +276,39 @@ def test_once_waits_for_a_job_another_worker_still_holds(tmp_path: Path) -> None
         said = [e.message for e in list_events(ws, None, limit=50)]
     assert stats.done == 1
     assert any(f"waiting for job {job.id}" in m and "elsewhere:1:ab" in m for m in said)
+
+
+def test_prompt_files_outside_the_workspace_folder_need_allow_dir(tmp_path: Path) -> None:
+    """A stored prompt_file is read by the worker and its text stored in the run: a file
+    outside the workspace's folder (e.g. ~/.ssh/id_rsa) needs --allow-dir."""
+    home = tmp_path / "study"
+    (home / "prompts").mkdir(parents=True)
+    inside = home / "prompts" / "p.toml"
+    secret = tmp_path / "elsewhere" / "id_rsa"
+    secret.parent.mkdir()
+    link = home / "prompts" / "link.toml"
+    link.symlink_to(secret)
+    policy = WorkerPolicy(allow_dirs=(str(home),))
+    assert policy.refusal(execution_needs({"spec": {"prompt_file": str(inside)}})) is None
+    climbing = str(home / "prompts" / ".." / ".." / "elsewhere" / "id_rsa")
+    for stored in (str(secret), str(link), climbing):  # symlinks and `..` resolved
+        reason = policy.refusal(execution_needs({"spec": {"prompt_file": stored}}))
+        assert reason is not None and f"read {stored}" in reason
+        assert f"--allow-dir {secret.parent}" in reason
+    wider = WorkerPolicy(allow_dirs=(str(home), str(secret.parent)))
+    assert wider.refusal(execution_needs({"spec": {"prompt_file": str(link)}})) is None
+
+
+def test_worker_refuses_a_stored_prompt_file_outside_the_workspace(demo: Path) -> None:
+    secret = demo.parent.parent / f"{demo.parent.name}-secret.toml"
+    secret.write_text('mode = "label"\nuser = "secret"\n')
+    with Workspace.open(demo) as ws:
+        job = enqueue_resample(
+            ws, RunSpec(dataset="demo", model=str(demo.parent / "no-model"),
+                        prompt_file=str(secret), n=1), limit=1,
+        )  # fmt: skip
+    assert cli(demo, "worker", "--once").exit_code == 0
+    status, error = job_status(demo, job.id)
+    assert status == "failed" and error is not None and error.startswith("refused:")
+    assert f"read {secret}" in error and f"--allow-dir {secret.parent}" in error
+    assert runs(demo) == 0
