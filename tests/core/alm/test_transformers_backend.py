@@ -427,7 +427,29 @@ def test_without_encode_once_results_are_unchanged(backend, monkeypatch) -> None
 def test_end_of_turn_is_read_off_the_chat_template(backend, monkeypatch) -> None:
     im_end = backend.tokenizer.convert_tokens_to_ids("<|im_end|>")
     monkeypatch.setattr(backend, "family", dataclasses.replace(backend.family, end_of_turn=None))
-    assert backend._end_of_turn_id() == im_end
+    assert backend._end_of_turn_ids() == (im_end,)
+
+
+def test_an_end_of_turn_of_several_tokens_is_used_whole(backend, monkeypatch) -> None:
+    """A marker that is not one token is never replaced by another token (issue 13.5):
+    label scoring appends all of it, and answers are cut where it ends."""
+    family = dataclasses.replace(backend.family, end_of_turn="END OF TURN")
+    monkeypatch.setattr(backend, "family", family)
+    seq = tuple(backend.tokenizer.encode("END OF TURN", add_special_tokens=False))
+    assert len(seq) > 1
+    monkeypatch.setattr(backend, "_eot_ids", backend._end_of_turn_ids())
+    assert backend._eot_ids == seq
+    ids = backend.label_token_ids(PROMPT, "sad")
+    assert tuple(ids[-len(seq) :]) == seq
+    labels = LABELS[:3]
+    cached = backend.score_labels(AUDIO, PROMPT, labels)
+    monkeypatch.setattr(backend, "family", dataclasses.replace(family, encode_once=False))
+    np.testing.assert_allclose(backend.score_labels(AUDIO, PROMPT, labels), cached, atol=2e-4)
+    word = backend.tokenizer.encode("sad", add_special_tokens=False)
+    tokens = torch.tensor([*word, *seq, *word])
+    assert backend._first_stop(tokens) == (len(word), len(seq))
+    eos = backend._eos_ids[0]
+    assert backend._first_stop(torch.tensor([*word, eos, *seq])) == (len(word), 1)
 
 
 def test_family_table_placement() -> None:

@@ -254,7 +254,7 @@ class TransformersBackend:
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.lm.forward).parameters
         self._vocab = self._vocab_size()
         self._hub_generation_defaults = self.lm.generation_config.to_diff_dict()
-        self._eos_ids, self._pad_id, self._eot_id = self._special_ids()
+        self._eos_ids, self._pad_id, self._eot_ids = self._special_ids()
         # The model's recommended sampling defaults (e.g. Qwen2-Audio-Instruct: top_k=20,
         # top_p=0.5, repetition_penalty=1.1) would silently apply on top of ours; the run's
         # GenerationParams are the whole sampling spec, so keep only the token ids.
@@ -365,8 +365,13 @@ class TransformersBackend:
         params = inspect.signature(self.lm.forward).parameters
         return "cache" if "cache" in params else "past_key_values"
 
-    def _special_ids(self) -> tuple[list[int], int, int]:
-        """(stop ids, pad id, end-of-turn id) from the generation config, tokenizer, family."""
+    def _special_ids(self) -> tuple[list[int], int, tuple[int, ...]]:
+        """(stop ids, pad id, end-of-turn ids) from the generation config, tokenizer, family.
+
+        The end of turn may be several tokens (a family whose marker is not one special
+        token): label scoring then appends all of them and answers are cut where the
+        sequence ends. A single-token end of turn is also a stop id for decoding.
+        """
         gc = self.lm.generation_config
         eos: list[int] = []
         for value in (gc.eos_token_id, self.tokenizer.eos_token_id):
@@ -375,26 +380,30 @@ class TransformersBackend:
             for v in value if isinstance(value, list | tuple) else [value]:
                 if int(v) not in eos:
                     eos.append(int(v))
-        eot = self._end_of_turn_id()
-        if eot is not None and eot not in eos:
-            eos.append(eot)
+        eot = self._end_of_turn_ids()
+        if eot is not None and len(eot) == 1 and eot[0] not in eos:
+            eos.append(eot[0])
         if not eos:
             raise ModelLoadError(f"{self.model_id}: no end-of-sequence token found")
+        if eot is None:
+            eot = (eos[0],)
+            log.warning(
+                "%s: no end-of-turn marker in the family table or the chat template; label "
+                "scoring closes answers with the end-of-sequence token %r",
+                self.model_id,
+                self.tokenizer.convert_ids_to_tokens(eos[0]),
+            )
         pad = gc.pad_token_id if gc.pad_token_id is not None else self.tokenizer.pad_token_id
         pad = int(pad[0] if isinstance(pad, list) else pad) if pad is not None else eos[0]
-        return eos, pad, eot if eot is not None else eos[0]
+        return eos, pad, eot
 
-    def _single_token_id(self, token: str | None) -> int | None:
-        if not token:
-            return None
-        ids = self.tokenizer.encode(token, add_special_tokens=False)
-        return int(ids[0]) if len(ids) == 1 else None
-
-    def _end_of_turn_id(self) -> int | None:
-        """The token closing an assistant turn: family table, else read off the template."""
-        tid = self._single_token_id(self.family.end_of_turn)
-        if tid is not None:
-            return tid
+    def _end_of_turn_ids(self) -> tuple[int, ...] | None:
+        """The tokens closing an assistant turn: the family table's marker (one token or
+        several), else the special token the chat template puts after an answer."""
+        if self.family.end_of_turn:
+            ids = self.tokenizer.encode(self.family.end_of_turn, add_special_tokens=False)
+            if ids:
+                return tuple(int(i) for i in ids)
         marker = "\u00a7ambiscope\u00a7"
         chat = [{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}]
         specials = set(self.tokenizer.all_special_ids)
@@ -404,7 +413,7 @@ class TransformersBackend:
                 tail = text.split(marker, 1)[1]
                 ids = self.tokenizer.encode(tail, add_special_tokens=False)
                 if ids and ids[0] in specials:
-                    return int(ids[0])
+                    return (int(ids[0]),)
         return None
 
     def _find_audio_token_id(self) -> int | None:
@@ -743,9 +752,20 @@ class TransformersBackend:
         new = out.sequences[:, prompt_len:].cpu()
         return new, recorder.finish(new)
 
-    def _first_stop(self, tokens: torch.Tensor) -> int | None:
-        hits = np.flatnonzero(np.isin(tokens.numpy(), self._eos_ids))
-        return int(hits[0]) if hits.size else None
+    def _first_stop(self, tokens: torch.Tensor) -> tuple[int, int] | None:
+        """(start, length) of the first stop: an end-of-sequence id, or the end-of-turn
+        sequence when it is several tokens (decoding cannot stop on it by itself)."""
+        ids = tokens.numpy()
+        hits = np.flatnonzero(np.isin(ids, self._eos_ids))
+        stop = (int(hits[0]), 1) if hits.size else None
+        seq = self._eot_ids
+        if len(seq) > 1:
+            for start in range(len(ids) - len(seq) + 1):
+                if stop is not None and start >= stop[0]:
+                    break
+                if tuple(ids[start : start + len(seq)].tolist()) == seq:
+                    return start, len(seq)
+        return stop
 
     def _candidates(
         self, new: torch.Tensor, logps: torch.Tensor, extra: dict[str, Any]
@@ -754,9 +774,9 @@ class TransformersBackend:
         out = []
         for row in range(new.shape[0]):
             stop = self._first_stop(new[row])
-            n_tok = new.shape[1] if stop is None else stop + 1
+            n_tok = new.shape[1] if stop is None else stop[0] + stop[1]
             token_ids = new[row, :n_tok].tolist()
-            body = token_ids if stop is None else token_ids[:-1]
+            body = token_ids if stop is None else token_ids[: stop[0]]
             text = self.tokenizer.decode(body, skip_special_tokens=True)
             lp = float(logps[row, :n_tok].sum()) if n_tok else 0.0
             out.append(
@@ -830,8 +850,8 @@ class TransformersBackend:
         """Token ids of ``label`` as the answer's continuation, plus the end-of-turn token.
 
         Tokenized together with the assistant prefix and split off, so a label right after
-        ``"Answer:"`` gets the same tokens it would get in running text. The end-of-turn token
-        makes the labels mutually exclusive complete answers: without it "sad" would also
+        ``"Answer:"`` gets the same tokens it would get in running text. The end-of-turn
+        token(s) make the labels mutually exclusive complete answers: without it "sad" would also
         collect the mass of "sadness" (its extension) and prefixes would be favoured.
         """
         prefix = prompt.assistant_prefix
@@ -843,7 +863,7 @@ class TransformersBackend:
             ids = self.tokenizer.encode(label, add_special_tokens=False)
         if not ids:
             raise BackendError(f"label {label!r} tokenizes to nothing")
-        return [int(i) for i in ids] + [self._eot_id]
+        return [int(i) for i in ids] + list(self._eot_ids)
 
     def score_labels(self, audio: AudioInput, prompt: ChatPrompt, labels: list[str]) -> np.ndarray:
         if not labels:
