@@ -21,7 +21,7 @@ The time split (processor, prefill, batched decode) is printed too, because the 
 bounded by it: encode-once costs P + D and plain generate N·P + D (P = one prefill,
 D = the batched decode), so the ratio approaches N only when D << P.
 
-Defaults to the tiny random checkpoint from ``ambiscope.core.alm.tiny`` on CPU (weights cannot be
+Defaults to the tiny random Qwen2-Audio (``ambiscope.core.alm.tiny``) on CPU (weights cannot be
 downloaded here); pass ``--model`` for a real checkpoint (e.g. on a GPU machine).
 
 Run: ``.venv/bin/python bench/bench_sampling.py [--model ID] [--clips 3] [--ns 8 32]
@@ -226,7 +226,7 @@ def load_backend(model: str | None, device: str, workdir: Path) -> tuple[Any, st
         from ambiscope.core.alm.tiny import build_tiny_model
 
         model = str(build_tiny_model(workdir / "tiny"))
-        label = "tiny (ambiscope.core.alm.tiny)"
+        label = "tiny (ambiscope.core.alm.tiny.qwen2_audio)"
     else:
         label = model
     return TransformersBackend(model, device=device), label

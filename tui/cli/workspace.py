@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ambiscope.tui.cli.options import db_option, json_option, progress_printer
+from ambiscope.tui.cli.options import RegistryChoice, db_option, json_option, progress_printer
 
 
 @click.command()
@@ -89,15 +89,23 @@ def stats(dataset: tuple[str, ...], as_json: bool, db: Path) -> None:
 
 @click.command("make-tiny-model")
 @click.argument("out", type=click.Path(file_okay=False))
+@click.option(
+    "--family",
+    type=RegistryChoice("ambiscope.core.alm.families:tiny_families"),
+    default="qwen2_audio",
+    show_default=True,
+    help="Model family whose architecture, processor and chat template to build.",
+)
 @click.option("--seed", default=0, show_default=True)
 @db_option(expose_value=False)
-def make_tiny_model(out: str, seed: int) -> None:
-    """Build a tiny random-weight Qwen2-Audio checkpoint in OUT (offline, < 1 s).
+def make_tiny_model(out: str, family: str, seed: int) -> None:
+    """Build a tiny random-weight checkpoint of one ALM family in OUT (offline, seconds).
 
-    It loads with AutoProcessor + AutoModelForMultimodalLM like a real model, so the
-    whole sampling pipeline can be exercised without downloading weights.
+    It loads by its folder like a real model (the family's processor, auto class and
+    chat template), so the whole sampling pipeline can be exercised without downloading
+    weights.
     """
     from ambiscope.core.alm.tiny import build_tiny_model
 
-    path = build_tiny_model(Path(out), seed=seed)
-    click.echo(f"tiny Qwen2-Audio checkpoint written to {path}")
+    path = build_tiny_model(Path(out), family=family, seed=seed)
+    click.echo(f"tiny {family} checkpoint written to {path}")

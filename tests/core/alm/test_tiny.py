@@ -10,7 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-from ambiscope.core.alm.tiny import SPECIAL_TOKENS, build_tiny_model  # noqa: E402
+from ambiscope.core.alm.tiny import build_tiny_model  # noqa: E402
+from ambiscope.core.alm.tiny.qwen2_audio import SPECIAL_TOKENS  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,7 @@ import contextlib
 import copy
 import dataclasses
 import hashlib
+import importlib
 import inspect
 import io
 import logging
@@ -327,31 +328,22 @@ class TransformersBackend:
         return self._from_pretrained("config", AutoConfig.from_pretrained)
 
     def _load_processor(self) -> Any:
+        """``AutoProcessor``, or the family's audio+text assembly (no image/video stacks)."""
+        if self.family.processor:
+            module, _, attr = self.family.processor.partition(":")
+            assemble = getattr(importlib.import_module(module), attr)
+            return self._from_pretrained("processor", assemble)
         return self._from_pretrained("processor", AutoProcessor.from_pretrained)
 
     def _load_model(self) -> Any:
-        errors = []
-        for class_name in self.family.auto_classes:
-            auto = getattr(transformers, class_name, None)
-            if auto is None:
-                continue
-            try:
-                model = self._from_pretrained("model", auto.from_pretrained, dtype=self.dtype)
-            except ModelLoadError as exc:
-                if "Unrecognized configuration class" in str(exc):
-                    errors.append(class_name)
-                    continue
-                raise
-            try:
-                return model.to(self.device).eval()
-            except Exception as exc:
-                raise ModelLoadError(
-                    f"cannot move {self.model_id} to {self.device}: {one_line(exc)}"
-                ) from exc
-        raise ModelLoadError(
-            f"{self.model_id} ({self.model_type}) is not a generative audio-text model "
-            f"(tried {', '.join(errors) or 'no auto class'})"
-        )
+        auto = getattr(transformers, self.family.auto_class)
+        model = self._from_pretrained("model", auto.from_pretrained, dtype=self.dtype)
+        try:
+            return model.to(self.device).eval()
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot move {self.model_id} to {self.device}: {one_line(exc)}"
+            ) from exc
 
     def _vocab_size(self) -> int:
         """Rows of the LM head (sizes logits chunks); falls back to the text config."""
@@ -620,7 +612,14 @@ class TransformersBackend:
         if extra:
             tail = torch.tensor([extra], dtype=torch.long, device=self.device)
             for key, value in self._token_aligned(inputs).items():
-                fill = tail if key == "input_ids" else torch.ones_like(tail, dtype=value.dtype)
+                # appended text tokens: attended (mask 1), of the text type (type id 0)
+                fill = (
+                    tail
+                    if key == "input_ids"
+                    else (torch.ones_like if key == "attention_mask" else torch.zeros_like)(
+                        tail, dtype=value.dtype
+                    )
+                )
                 kwargs[key] = torch.cat([value, fill], dim=1)
         with torch.no_grad():
             out = self.lm(**kwargs, use_cache=False, return_dict=True)
