@@ -94,6 +94,10 @@ class ModelClock:
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
 
+    def add(self, seconds: float) -> None:
+        """Model time spent on this clip's behalf elsewhere (its share of a batch)."""
+        self.model_seconds += seconds
+
 
 def find_run(ws: Workspace, ds: Dataset, digest: str) -> Run | None:
     """The dataset's run whose spec identity hashes to `digest` (the run to resume)."""
@@ -169,12 +173,16 @@ def run_selected(
     limit: int | None = None,
     on_progress: Callable[[RunProgress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    batch: int = 1,
+    prepare: Callable[[list[Clip]], None] | None = None,
 ) -> R:
     """Process the selected clips the run has not finished, in order, into `result`.
 
     The selection is the explicit `clip_ids`, else the filter `where` (up to `limit`);
     clips already done are skipped (resume), failed ones retried. `should_stop()` is
-    asked before each clip; `on_progress` hears after each.
+    asked before each clip; `on_progress` hears after each. With ``batch`` > 1, the
+    next ``batch`` clips are handed to ``prepare`` together first (e.g. to decode their
+    candidates in one batch); each clip is still processed and written on its own.
     """
     selected = (
         list(clip_ids)
@@ -185,11 +193,16 @@ def run_selected(
     todo = [c for c in selected if c not in done]
     result.total, result.skipped = len(selected), len(selected) - len(todo)
     started = time.perf_counter()
-    for clip_id in todo:
+    upcoming: list[Clip] = []
+    for index in range(len(todo)):
         if should_stop is not None and should_stop():
             result.stopped = True
             break
-        clip = ws.get_clip(clip_id)
+        if not upcoming:
+            upcoming = [ws.get_clip(c) for c in todo[index : index + max(1, batch)]]
+            if prepare is not None and len(upcoming) > 1:
+                prepare(upcoming)
+        clip = upcoming.pop(0)
         outcome = process(clip)
         result.processed += 1
         result.model_seconds += outcome.model_seconds

@@ -15,9 +15,10 @@ from __future__ import annotations
 import hashlib
 import math
 import subprocess
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from ambiscope.core.alm import BACKENDS, open_backend
-from ambiscope.core.alm.base import AudioInput, Backend, Candidate, GenerationParams
+from ambiscope.core.alm.base import AudioInput, Backend, BackendError, Candidate, GenerationParams
 from ambiscope.core.alm.parsing import Parsed, parse_answer
 from ambiscope.core.alm.prompts import (
     DEFAULT_TEMPLATES,
@@ -36,6 +37,7 @@ from ambiscope.core.alm.prompts import (
     render_verifier,
     template_text,
 )
+from ambiscope.core.audio import AudioError
 from ambiscope.core.reference.human import load_human
 from ambiscope.core.reference.prediction_scores import ReferenceScorer
 from ambiscope.core.scaling.loop import (
@@ -72,6 +74,7 @@ class ExecutionOptions:
     concurrency: int = 4
     timeout: float = 120.0
     batch_size: int | None = None
+    batch_clips: int | None = None
 
     def execution_options(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(ExecutionOptions)}
@@ -239,6 +242,8 @@ class RunContext:
     backend: Backend
     verifier: Backend | None
     scorer: ReferenceScorer
+    # candidates decoded ahead in a batch of clips: clip id -> (audio, candidates, seconds)
+    presampled: dict[int, tuple[AudioInput, list[Candidate], float]] = field(default_factory=dict)
 
 
 def _candidate_set(
@@ -289,6 +294,41 @@ def _verifier_scores(
     return scores
 
 
+def clips_per_batch(backend: Backend, spec: RunSpec) -> int:
+    """Clips decoded together: a backend that batches clips says how many fit (its
+    ``batch_clips`` option, else free memory); others (an endpoint batches on its own
+    side) take one at a time."""
+    per_batch = getattr(backend, "clips_per_batch", None)
+    return 1 if per_batch is None else int(per_batch(spec.params()))
+
+
+def presample(ctx: RunContext, clips: list[Clip]) -> None:
+    """Decode the candidates of several clips in one batch (`Backend.sample_batch`).
+
+    Clips whose audio cannot be read are left out (their own processing records the
+    failure); if the batch fails, every clip falls back to sampling on its own.
+    """
+    items, ready = [], []
+    for clip in clips:
+        transcript = clip.transcript if ctx.spec.transcript else None
+        try:
+            audio = clip_audio(ctx.ds, clip, ctx.backend)
+        except AudioError:
+            continue
+        items.append((audio, render(ctx.template, list(ctx.ds.label_set), transcript=transcript)))
+        ready.append(clip)
+    if len(items) < 2:
+        return
+    started = time.perf_counter()
+    try:
+        batches = ctx.backend.sample_batch(items, ctx.spec.params())  # type: ignore[attr-defined]
+    except BackendError:
+        return
+    share = (time.perf_counter() - started) / len(items)
+    for clip, (audio, _), cands in zip(ready, items, batches, strict=True):
+        ctx.presampled[clip.id] = (audio, cands, share)
+
+
 def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
     """Sample, parse, score and aggregate one clip, then write it in one transaction."""
     return attempt_clip(ctx.ws, ctx.run, clip, partial(_sample_clip, ctx, clip))
@@ -297,10 +337,14 @@ def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
 def _sample_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> ClipOutcome:
     labels = list(ctx.ds.label_set)
     transcript = clip.transcript if ctx.spec.transcript else None
-    audio = clip_audio(ctx.ds, clip, ctx.backend)
-    prompt = render(ctx.template, labels, transcript=transcript)
-    with clock.timing():
-        cands = ctx.backend.sample(audio, prompt, ctx.spec.params())
+    if clip.id in ctx.presampled:
+        audio, cands, seconds = ctx.presampled.pop(clip.id)
+        clock.add(seconds)
+    else:
+        audio = clip_audio(ctx.ds, clip, ctx.backend)
+        prompt = render(ctx.template, labels, transcript=transcript)
+        with clock.timing():
+            cands = ctx.backend.sample(audio, prompt, ctx.spec.params())
     parsed = [parse_answer(c.text, labels, ctx.spec.mode) for c in cands]
     verifier_scores = _verifier_scores(ctx, clock, audio, parsed, transcript)
     loglik = None
@@ -399,6 +443,7 @@ def execute_run(
         run, created = find_or_create_run(ws, ds, spec, template, backend)
         scorer = ReferenceScorer(load_human(ws, ds))
         ctx = RunContext(ws, ds, run, spec, template, backend, verifier, scorer)
+        batch = clips_per_batch(backend, spec)
         return run_selected(
             ws,
             ds,
@@ -409,4 +454,6 @@ def execute_run(
             limit=limit,
             on_progress=on_progress,
             should_stop=should_stop,
+            batch=batch,
+            prepare=partial(presample, ctx),
         )

@@ -181,6 +181,12 @@ def model_options(*, max_new_tokens: int, prompt_help: str) -> Callable[[F], F]:
             click.option("--api-key-env", help="openai backend: NAME of the env var with the key."),
             click.option("--concurrency", default=4, show_default=True),
             click.option("--timeout", default=120.0, show_default=True),
+            click.option(
+                "--batch-clips",
+                type=click.IntRange(min=1),
+                default=None,
+                help="transformers: clips decoded in one batch [default: from free memory].",
+            ),
         ]
     )
 

@@ -37,8 +37,11 @@ PROMPT = ChatPrompt(
     system="You are an expert listener.",
 )
 LABELS = ["neutral", "happy", "sad", "sadness", "angry"]
-VERIFY = [
-    ChatPrompt(user=f"A listener judged the emotion as {lab}. Is that correct? Answer Yes or No.")
+VERIFY = [  # the same system text as PROMPT, as a run's verifier prompts have
+    ChatPrompt(
+        user=f"A listener judged the emotion as {lab}. Is that correct? Answer Yes or No.",
+        system=PROMPT.system,
+    )
     for lab in ("sad", "happy", "angry and very loud")
 ]
 YES = ("Yes", " Yes", "yes", " yes", "YES", " YES")
@@ -187,16 +190,26 @@ def _audio_encoder(backend):
     return module
 
 
-def test_audio_is_encoded_once_per_call(backend) -> None:
-    calls: list[int] = []
-    handle = _audio_encoder(backend).register_forward_hook(lambda *a: calls.append(1))
+def test_audio_is_encoded_once_per_clip(backend, monkeypatch) -> None:
+    """Sampling, label likelihood and verifier prompts of one clip share one processed
+    input and one encoded audio prefix: the feature extractor and the encoder run once."""
+    encoder: list[int] = []
+    features: list[int] = []
+    extractor = type(backend._feature_extractor())
+    real = extractor.__call__
+
+    def counted(self, *args, **kwargs):
+        features.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(extractor, "__call__", counted)
+    handle = _audio_encoder(backend).register_forward_hook(lambda *a: encoder.append(1))
+    clip = _noise(4242)
     try:
-        backend.sample(AUDIO, PROMPT, GenerationParams(n=4, max_new_tokens=4, seed=0))
-        assert len(calls) == 1
-        backend.score_labels(AUDIO, PROMPT, LABELS)
-        assert len(calls) == 2
-        backend.verify(AUDIO, VERIFY)
-        assert len(calls) == 3
+        backend.sample(clip, PROMPT, GenerationParams(n=4, max_new_tokens=4, seed=0))
+        backend.score_labels(clip, dataclasses.replace(PROMPT, assistant_prefix="Answer:"), LABELS)
+        backend.verify(clip, VERIFY)
+        assert (len(encoder), len(features)) == (1, 1)
     finally:
         handle.remove()
 

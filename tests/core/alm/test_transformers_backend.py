@@ -202,27 +202,58 @@ def test_candidates_have_consistent_scores(backend) -> None:
     assert [c.text for c in again] == [c.text for c in cands]
 
 
-def test_audio_is_encoded_once_per_call(backend) -> None:
-    """The audio tower runs once, on one row, whatever N is; plain generate runs it on N."""
+def test_audio_is_encoded_once_per_clip(backend, monkeypatch) -> None:
+    """One clip's sampling, label likelihood, verifier prompts and beams run the feature
+    extractor once and the audio tower once, on one row; plain generate runs it on N rows."""
     rows: list[int] = []
+    features: list[int] = []
+    extractor = type(backend.processor.feature_extractor)
+    real = extractor.__call__
+
+    def counted(self, *args, **kwargs):
+        features.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(extractor, "__call__", counted)
     tower = backend.lm.model.audio_tower
     handle = tower.register_forward_hook(lambda mod, args, out: rows.append(args[0].shape[0]))
+    clip = _noise(1234)
     try:
         params = GenerationParams(n=5, max_new_tokens=4, seed=0)
-        backend.sample(AUDIO, PROMPT, params)
-        assert rows == [1]
-        backend.score_labels(AUDIO, PROMPT, LABELS)
-        backend.verify(AUDIO, _verifier_prompts())
-        backend.sample(AUDIO, PROMPT, GenerationParams(search="beam", beams=3, max_new_tokens=4))
-        assert rows == [1, 1, 1, 1]
+        backend.sample(clip, PROMPT, params)
+        label_prompt = dataclasses.replace(PROMPT, user="Answer with one emotion word.")
+        backend.score_labels(clip, label_prompt, LABELS)
+        same_system = [dataclasses.replace(p, system=PROMPT.system) for p in _verifier_prompts()]
+        backend.verify(clip, same_system)
+        backend.sample(clip, PROMPT, GenerationParams(search="beam", beams=3, max_new_tokens=4))
+        assert rows == [1] and features == [1]
+        backend.verify(clip, _verifier_prompts())  # another system text: another prefix
+        backend.score_labels(clip, PROMPT, LABELS)  # ... and the first one is still kept
+        assert rows == [1, 1] and features == [1, 1]
+        rows.clear()
+        features.clear()
+        backend.sample(_noise(4321), PROMPT, params)  # the next clip: encoded once more
+        assert rows == [1] and features == [1]
         rows.clear()
         gc = backend.generation_config_for(params)
         gc.num_return_sequences = 5
         with torch.no_grad():
-            backend.lm.generate(**backend.build_inputs(AUDIO, PROMPT), generation_config=gc)
+            backend.lm.generate(**backend.build_inputs(clip, PROMPT), generation_config=gc)
         assert rows == [5]  # the baseline re-encodes the audio for every row
     finally:
         handle.remove()
+
+
+def test_prompts_assembled_from_the_clip_prefix_equal_the_processor(backend) -> None:
+    clip = _noise(77)
+    backend.sample(clip, PROMPT, GenerationParams(n=1, temperature=0, max_new_tokens=2))
+    same_system = [dataclasses.replace(p, system=PROMPT.system) for p in _verifier_prompts()]
+    for prompt in [*same_system, dataclasses.replace(PROMPT, assistant_prefix="Answer:")]:
+        fast = backend._encode(clip, prompt)
+        assert fast.head is not None and not fast.has_audio  # no processor, no encoder
+        want = backend.build_inputs(clip, prompt)
+        assert torch.equal(fast.ids, want["input_ids"])
+        assert torch.equal(fast.inputs["attention_mask"], want["attention_mask"])
 
 
 def test_audio_reaches_the_decoder_through_the_cache(backend) -> None:
@@ -472,4 +503,48 @@ def test_family_table_placement() -> None:
     assert [m["role"] for m in voxtral] == ["user"]  # no system role: merged into the user turn
     assert voxtral[0]["content"][0] == {"type": "audio", "base64": "B64"}
     assert voxtral[0]["content"][1]["text"].startswith("Be brief.")
-    assert not family_for("qwen2_5_omni").encode_once
+
+
+# --------------------------------------------------------------------- clips in one batch
+
+
+def test_a_batch_of_clips_decodes_greedy_answers_equal_to_one_clip_at_a_time(backend) -> None:
+    """Prompts of different lengths (left-padded, masked) and clips of different lengths."""
+    items = [
+        (
+            _noise(300 + i, seconds=1.0 + i),
+            dataclasses.replace(PROMPT, user=PROMPT.user + " Be brief." * i),
+        )
+        for i in range(4)
+    ]
+    params = GenerationParams(n=3, temperature=0, max_new_tokens=12)
+    alone = [backend.sample(audio, prompt, params) for audio, prompt in items]
+    together = backend.sample_batch(items, params)
+    assert [len(c) for c in together] == [3, 3, 3, 3]
+    for one, many in zip(alone, together, strict=True):
+        assert [c.extra["token_ids"] for c in many] == [c.extra["token_ids"] for c in one]
+        assert many[0].logprob == pytest.approx(one[0].logprob, abs=1e-4)
+        assert many[0].extra["batch_clips"] == 4
+
+
+def test_a_batch_of_clips_samples_validly_and_reproducibly(backend) -> None:
+    items = [(_noise(400 + i), PROMPT) for i in range(3)]
+    params = GenerationParams(n=4, temperature=1.0, max_new_tokens=6, seed=9)
+    first = backend.sample_batch(items, params)
+    assert [len(c) for c in first] == [4, 4, 4]
+    assert all(math.isfinite(c.logprob) and c.n_tokens >= 1 for cs in first for c in cs)
+    again = backend.sample_batch(items, params)
+    assert [[c.extra["token_ids"] for c in cs] for cs in again] == [
+        [c.extra["token_ids"] for c in cs] for cs in first
+    ]
+
+
+def test_clips_per_batch_from_the_option_or_free_memory(backend, monkeypatch) -> None:
+    params = GenerationParams(n=8, temperature=1.0, max_new_tokens=16)
+    assert 1 <= backend.clips_per_batch(params) <= 16
+    monkeypatch.setattr(backend, "batch_clips", 5)
+    assert backend.clips_per_batch(params) == 5
+    monkeypatch.setattr(tb, "_free_memory", lambda device: 0)
+    monkeypatch.setattr(backend, "batch_clips", None)
+    assert backend.clips_per_batch(params) == 1
+    assert backend.clips_per_batch(GenerationParams(search="beam", beams=2)) == 1

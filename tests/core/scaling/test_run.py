@@ -146,3 +146,43 @@ def test_sample_and_compare_cli(ws, tiny_model_dir):
     assert table.exit_code == 0 and "likelihood" in table.output
     bad = runner.invoke(main, ["--db", str(ws.path), "sample", "-d", "demo", "-m", "x", "--n", "0"])
     assert bad.exit_code != 0 and "n must be >= 1" in bad.output
+
+
+def test_batched_clips_store_what_one_clip_at_a_time_stores(
+    demo_db, tmp_path, tiny_model_dir, monkeypatch
+):
+    """--batch-clips: greedy answers, likelihoods and verifier scores equal B = 1's."""
+    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
+
+    batches: list[int] = []
+    real = TransformersBackend.sample_batch
+
+    def spy(self, items, params):
+        batches.append(len(items))
+        return real(self, items, params)
+
+    monkeypatch.setattr(TransformersBackend, "sample_batch", spy)
+    stored = []
+    for batch in (1, 3):
+        copy = tmp_path / f"ws{batch}.db"
+        shutil.copy(demo_db, copy)
+        with Workspace.open(copy) as workspace:
+            run_spec = spec(tiny_model_dir, temperature=0.0, verifier="self", batch_clips=batch)
+            result = execute_run(workspace, run_spec, limit=5)
+            assert result.processed == 5 and result.failed == 0
+            stored.append(
+                (
+                    [
+                        (s.clip_id, s.idx, s.raw_text, s.verifier_score)
+                        for s in workspace.samples(result.run.id)
+                    ],
+                    workspace.prediction_arrays(result.run.id, "likelihood", 6)[1],
+                )
+            )
+    assert batches == [3, 2]  # B = 1 never batches; B = 3 took clips 1-3, then 4-5
+    (one_samples, one_lik), (many_samples, many_lik) = stored
+    assert [s[:3] for s in many_samples] == [s[:3] for s in one_samples]
+    np.testing.assert_allclose(
+        [s[3] or 0.0 for s in many_samples], [s[3] or 0.0 for s in one_samples], atol=1e-5
+    )
+    np.testing.assert_allclose(many_lik, one_lik, atol=1e-6)

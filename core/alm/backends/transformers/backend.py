@@ -46,6 +46,7 @@ import os
 import re
 import secrets
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +55,7 @@ import torch
 import transformers
 from transformers import AutoConfig, AutoProcessor, GenerationConfig, LogitsProcessor
 
+from ambiscope.core.alm.backends.transformers import caches
 from ambiscope.core.alm.base import (
     AudioInput,
     BackendError,
@@ -173,6 +175,73 @@ def _chunks(n: int, size: int) -> list[int]:
     return [size] * (n // size) + ([n % size] if n % size else [])
 
 
+def _free_memory(device: torch.device) -> int:
+    """Free bytes on the device (CUDA), else available RAM (Linux), else 4 GiB."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/meminfo") as meminfo:
+            line = next(x for x in meminfo if x.startswith("MemAvailable:"))
+        return int(line.split()[1]) * 1024
+    return 4 << 30
+
+
+def _audio_key(samples: np.ndarray) -> bytes:
+    """Identity of a clip's audio (the prefix cache is reused only for the same samples)."""
+    return hashlib.blake2b(samples.tobytes(), digest_size=16).digest() + samples.size.to_bytes(8)
+
+
+@dataclass
+class _Head:
+    """A clip's audio prefix, prefilled once: prompt tokens up to the last audio token.
+
+    A clip has one per distinct text before its audio (a different system prompt).
+
+    ``cache`` covers ``ids`` (one row, the audio encoded into it) and is never mutated
+    (continuations run on `caches.expanded` copies); ``text`` is the rendered prompt
+    text up to the same point, so a later prompt of the same clip that starts with it
+    only needs its text tail tokenized (no feature extraction, no audio encoder).
+    """
+
+    key: bytes
+    ids: torch.Tensor
+    aligned: dict[str, torch.Tensor]
+    text: str | None
+    cache: Any
+    logits: torch.Tensor
+
+    @property
+    def length(self) -> int:
+        return int(self.ids.shape[1])
+
+
+@dataclass
+class _Prompt:
+    """One (clip, prompt) ready to run: processor-style inputs plus the clip's audio key.
+
+    ``inputs`` holds the audio features only when the processor built them; prompts
+    assembled from the clip's head (`_Head`) carry token-aligned tensors alone, which
+    is all the encode-once paths feed the model.
+    """
+
+    inputs: dict[str, Any]
+    key: bytes
+    text: str | None = None
+    head: _Head | None = None
+
+    @property
+    def has_audio(self) -> bool:
+        return any(k not in _TOKEN_KEYS for k in self.inputs)
+
+    @property
+    def ids(self) -> torch.Tensor:
+        return self.inputs["input_ids"]
+
+    @property
+    def length(self) -> int:
+        return int(self.inputs["input_ids"].shape[1])
+
+
 class _LogprobRecorder(LogitsProcessor):
     """Records log p(chosen token) under the raw logits, inside ``generate``.
 
@@ -219,6 +288,8 @@ class TransformersBackend:
         revision: Hub branch/tag/commit.
         batch_size: most rows decoded at once (``None`` = all N). Halved automatically, and
             kept halved for later calls, when CUDA runs out of memory.
+        batch_clips: clips whose candidates `sample_batch` decodes together (``None`` = as
+            many as a quarter of the free device memory holds, at most 16).
     """
 
     name = "transformers"
@@ -232,9 +303,13 @@ class TransformersBackend:
         trust_remote_code: bool = False,
         revision: str | None = None,
         batch_size: int | None = None,
+        batch_clips: int | None = None,
     ) -> None:
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if batch_clips is not None and batch_clips < 1:
+            raise ValueError(f"batch_clips must be >= 1, got {batch_clips}")
+        self.batch_clips = batch_clips
         self.model_id = str(model_id)
         self.revision = revision
         self.trust_remote_code = trust_remote_code
@@ -264,6 +339,10 @@ class TransformersBackend:
         )
         self._audio_token_id = self._find_audio_token_id()
         self._yes_no: tuple[list[int], list[int]] | None = None
+        # audio prefixes of the latest clips (as many as a batch of clips holds), by audio key
+        self._heads: dict[bytes, list[_Head]] = {}
+        self._clips_kept = 1
+        self._tail_ok: bool | None = None  # text-tail tokenization checked on a first clip
 
     # ------------------------------------------------------------------ loading
 
@@ -492,18 +571,24 @@ class TransformersBackend:
             samples = resample(samples, audio.sample_rate, self.sample_rate)
         return samples
 
+    def _messages(self, samples: np.ndarray, prompt: ChatPrompt) -> list[dict]:
+        value: Any = samples
+        if self.family.audio_key == "base64":
+            value = _wav_base64(samples, self.sample_rate)
+        return build_messages(self.family, prompt.user, prompt.system, value)
+
     def build_inputs(self, audio: AudioInput, prompt: ChatPrompt) -> dict[str, torch.Tensor]:
         """Processor inputs (on the model device) for one (audio, prompt) pair.
 
         The prompt ends where the answer starts: after the generation header plus
-        ``prompt.assistant_prefix``.
+        ``prompt.assistant_prefix``. This always runs the processor (feature extraction);
+        the sampling and scoring paths go through `_encode`, which reuses a clip's.
         """
-        samples = self._samples(audio)
+        return self._process(self._samples(audio), prompt)
+
+    def _process(self, samples: np.ndarray, prompt: ChatPrompt) -> dict[str, Any]:
         fam = self.family
-        value: Any = samples
-        if fam.audio_key == "base64":
-            value = _wav_base64(samples, self.sample_rate)
-        messages = build_messages(fam, prompt.user, prompt.system, value)
+        messages = self._messages(samples, prompt)
         prefix = prompt.assistant_prefix
         try:
             if fam.render == "template":
@@ -521,6 +606,74 @@ class TransformersBackend:
         except Exception as exc:
             raise BackendError(f"cannot build model inputs: {one_line(exc)}") from exc
         return self._to_device(dict(batch))
+
+    def _render_text(self, samples: np.ndarray, prompt: ChatPrompt) -> str | None:
+        """The prompt as the text the processor tokenizes (None if the family has none)."""
+        messages = self._messages(samples, prompt)
+        prefix = prompt.assistant_prefix
+        with contextlib.suppress(Exception):
+            if self.family.render != "template":
+                text = self.processor.apply_chat_template(
+                    messages, add_generation_prompt=True, tokenize=False
+                )
+                return str(text) + prefix
+            if prefix:
+                answer = {"role": "assistant", "content": [{"type": "text", "text": prefix}]}
+                return str(
+                    self.processor.apply_chat_template(
+                        [*messages, answer], tokenize=False, continue_final_message=True
+                    )
+                )
+            return str(
+                self.processor.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
+            )
+        return None
+
+    def _audio_marker(self) -> str | None:
+        """The audio placeholder as it appears in the rendered (unexpanded) prompt text."""
+        if self.family.placeholder:
+            return self.family.placeholder
+        if self._audio_token_id is None:
+            return None
+        token = self.tokenizer.convert_ids_to_tokens(self._audio_token_id)
+        return token if isinstance(token, str) else None
+
+    def _encode(self, audio: AudioInput, prompt: ChatPrompt) -> _Prompt:
+        """The prompt's inputs, reusing the clip's processed audio and prefilled prefix.
+
+        The first prompt of a clip runs the processor and prefills its audio prefix once
+        (`_head_for`). A later prompt of the same clip whose rendered text starts with the
+        same head (same system text, same audio) is the head's ids plus its text tail
+        tokenized alone: the feature extractor and the audio encoder do not run again.
+        """
+        samples = self._samples(audio)
+        key = _audio_key(samples)
+        text = self._render_text(samples, prompt) if self.family.encode_once else None
+        if text is not None and self._tail_ok:
+            for head in self._heads.get(key, ()):
+                if head.text is not None and text.startswith(head.text):
+                    tail = self.tokenizer.encode(text[len(head.text) :], add_special_tokens=False)
+                    return _Prompt(self._join(head, tail), key, text, head)
+        p = _Prompt(self._process(samples, prompt), key, text)
+        if self.family.encode_once:
+            p.head = self._head_for(p)  # encode the audio now: the clip's next prompts reuse it
+        return p
+
+    def _join(self, head: _Head, tail: list[int]) -> dict[str, Any]:
+        """Token-aligned inputs of head + tail (tail: attended text tokens, type id 0)."""
+        ids = torch.tensor([tail], dtype=head.ids.dtype, device=head.ids.device)
+        out = {}
+        for key, value in head.aligned.items():
+            if key == "input_ids":
+                fill = ids
+            elif key == "attention_mask":
+                fill = torch.ones_like(ids, dtype=value.dtype)
+            else:
+                fill = torch.zeros_like(ids, dtype=value.dtype)
+            out[key] = torch.cat([value, fill], dim=1)
+        return out
 
     def _template_inputs(self, messages: list[dict], prefix: str) -> Any:
         kwargs: dict[str, Any] = {"tokenize": True, "return_dict": True, "return_tensors": "pt"}
@@ -567,7 +720,88 @@ class TransformersBackend:
             raise BackendError("the model returned no KV cache; encode-once is unavailable")
         return cache
 
-    def _prefill(self, inputs: dict[str, Any], upto: int) -> tuple[Any, torch.Tensor]:
+    def _prefill(self, p: _Prompt, upto: int) -> tuple[Any, torch.Tensor]:
+        """(1-row cache over the first ``upto`` prompt tokens, last position's logits).
+
+        Starts from the clip's audio prefix (`_Head`, encoded once per clip) and feeds the
+        text between it and ``upto``; the returned cache may be the head's own, so callers
+        only ever run on `caches.expanded` copies of it.
+        """
+        head = self._head_for(p)
+        if head is None or head.length > upto:
+            if not p.has_audio:
+                raise BackendError("internal error: a prompt without audio needs its clip's head")
+            return self._forward_prefix(p.inputs, upto)
+        if head.length == upto:
+            return head.cache, head.logits
+        ids = p.ids[:, head.length : upto]
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
+        with torch.no_grad():
+            out = self.lm(
+                input_ids=ids,
+                **{self._cache_kw: caches.expanded(head.cache, 1)},
+                use_cache=True,
+                return_dict=True,
+                **kwargs,
+            )
+        return self._cache_of(out), out.logits[:, -1].float()
+
+    def _head_for(self, p: _Prompt) -> _Head | None:
+        """The clip's audio prefix for ``p``: its own, the current clip's, or a new one."""
+        if p.head is not None:
+            return p.head
+        heads = self._heads.pop(p.key, [])
+        self._heads[p.key] = heads  # most recently used last
+        while len(self._heads) > self._clips_kept:  # older clips' prefixes are dropped
+            del self._heads[next(iter(self._heads))]
+        for head in heads:
+            if p.length > head.length and torch.equal(p.ids[:, : head.length], head.ids):
+                return head
+        if self._audio_token_id is None or not self.family.encode_once or not p.has_audio:
+            return None
+        where = (p.ids[0] == self._audio_token_id).nonzero()
+        if not where.numel() or int(where[-1]) + 1 >= p.length:
+            return None
+        length = int(where[-1]) + 1
+        cache, logits = self._forward_prefix(p.inputs, length)
+        text = None
+        marker = self._audio_marker()
+        if p.text is not None and marker and marker in p.text:
+            cut = p.text.rindex(marker) + len(marker)
+            text = p.text[:cut]
+            if self._tail_ok is None:
+                self._tail_ok = self._tail_matches(p, length, p.text[cut:])
+        aligned = {k: v[:, :length] for k, v in self._token_aligned(p.inputs).items()}
+        head = _Head(p.key, p.ids[:, :length], aligned, text, cache, logits)
+        heads.append(head)
+        return head
+
+    def _tail_matches(self, p: _Prompt, length: int, tail: str) -> bool:
+        """Checked once: the text after the audio tokenizes alone exactly as the processor
+        tokenized it in context (else later prompts of a clip run the processor again)."""
+        head = _Head(
+            p.key,
+            p.ids[:, :length],
+            {k: v[:, :length] for k, v in self._token_aligned(p.inputs).items()},
+            None,
+            None,
+            torch.empty(0),
+        )
+        ids = self.tokenizer.encode(tail, add_special_tokens=False)
+        joined = self._join(head, ids)
+        aligned = self._token_aligned(p.inputs)
+        same = joined.keys() == aligned.keys() and all(
+            torch.equal(joined[k], aligned[k]) for k in aligned
+        )
+        if not same:
+            log.info(
+                "%s: prompt text after the audio does not tokenize alone as in context; "
+                "each prompt of a clip runs the processor (the audio is still encoded once)",
+                self.model_id,
+            )
+        return same
+
+    def _forward_prefix(self, inputs: dict[str, Any], upto: int) -> tuple[Any, torch.Tensor]:
         """Forward the first ``upto`` prompt tokens with the audio; (1-row cache, last logits)."""
         kwargs = dict(inputs)
         for key, value in self._token_aligned(inputs).items():
@@ -577,14 +811,6 @@ class TransformersBackend:
         with torch.no_grad():
             out = self.lm(**kwargs, use_cache=True, return_dict=True)
         return self._cache_of(out), out.logits[:, -1].float()
-
-    @staticmethod
-    def _expanded(cache: Any, rows: int) -> Any:
-        """A copy of a one-row cache expanded to ``rows`` rows (the original stays intact)."""
-        new = copy.deepcopy(cache)
-        if rows > 1:
-            new.batch_repeat_interleave(rows)
-        return new
 
     def _extend(self, cache: Any, suffixes: list[list[int]]) -> torch.Tensor:
         """Logits [rows, max_len, V] after feeding right-padded suffixes on a shared cache.
@@ -596,7 +822,7 @@ class TransformersBackend:
         ids = torch.full((len(suffixes), width), self._pad_id, dtype=torch.long)
         for row, suffix in enumerate(suffixes):
             ids[row, : len(suffix)] = torch.tensor(suffix, dtype=torch.long)
-        expanded = self._expanded(cache, len(suffixes))
+        expanded = caches.expanded(cache, len(suffixes))
         with torch.no_grad():
             out = self.lm(
                 input_ids=ids.to(self.device),
@@ -675,29 +901,28 @@ class TransformersBackend:
         self, audio: AudioInput, prompt: ChatPrompt, params: GenerationParams
     ) -> list[Candidate]:
         try:
-            inputs = self.build_inputs(audio, prompt)
+            p = self._encode(audio, prompt)
             if params.search == "beam":
-                return self._beam(inputs, params)
-            return self._sample(inputs, params)
+                return self._beam(p, params)
+            return self._sample(p, params)
         except BackendError:
             raise
         except Exception as exc:
             raise BackendError(f"generation failed: {one_line(exc)}") from exc
 
-    def _sample(self, inputs: dict[str, Any], params: GenerationParams) -> list[Candidate]:
+    def _sample(self, p: _Prompt, params: GenerationParams) -> list[Candidate]:
         seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
         greedy = params.temperature == 0
         # Greedy decoding is deterministic: decode one row and repeat it.
         rows = 1 if greedy else params.n
         gc = self.generation_config_for(params)
-        prompt_len = inputs["input_ids"].shape[1]
-        encode_once = self._can_encode_once(inputs)
-        cache = self._prefill(inputs, prompt_len - 1)[0] if encode_once else None
+        encode_once = self._can_encode_once(p)
+        cache = self._prefill(p, p.length - 1)[0] if encode_once else None
 
         def run(chunk: int) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
             with torch.random.fork_rng(devices=self._rng_devices()):
                 torch.manual_seed(seed)
-                return chunk, [self._decode(inputs, cache, k, gc) for k in _chunks(rows, chunk)]
+                return chunk, [self._decode(p, cache, k, gc) for k in _chunks(rows, chunk)]
 
         chunk, parts = self._oom_retry(rows, run)
         extra = {
@@ -713,9 +938,107 @@ class TransformersBackend:
             ]
         return cands
 
-    def _can_encode_once(self, inputs: dict[str, Any]) -> bool:
+    def clips_per_batch(self, params: GenerationParams) -> int:
+        """Clips `sample_batch` decodes together: ``batch_clips``, else from free memory.
+
+        One clip holds N rows of KV cache for its prompt + answer and one step of logits;
+        a quarter of the free memory (GPU, else RAM) is given to a batch, at most 16 clips.
+        Models whose positions depend on the clip (multimodal RoPE deltas) take one at a time.
+        """
+        if not self._batchable(params):
+            return 1
+        if self.batch_clips is not None:
+            return self.batch_clips
+        text = self.lm.config.get_text_config()
+        layers = int(getattr(text, "num_hidden_layers", 32))
+        heads = int(
+            getattr(text, "num_key_value_heads", None) or getattr(text, "num_attention_heads", 32)
+        )
+        dim = int(getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads)
+        positions = 1024 + params.max_new_tokens  # a generous prompt: the audio + the text
+        per_row = 2 * layers * heads * dim * positions * self.dtype.itemsize + 4 * self._vocab
+        rows = 1 if params.temperature == 0 else params.n
+        return max(1, min(16, int(0.25 * _free_memory(self.device) // (rows * per_row))))
+
+    def _batchable(self, params: GenerationParams) -> bool:
+        positions_per_clip = any(
+            hasattr(m, "rope_deltas") for m in (self.lm, getattr(self.lm, "model", None))
+        )
+        return params.search == "sample" and self.family.encode_once and not positions_per_clip
+
+    def sample_batch(
+        self, items: list[tuple[AudioInput, ChatPrompt]], params: GenerationParams
+    ) -> list[list[Candidate]]:
+        """`sample` for several clips, their candidates decoded in ONE batch.
+
+        Each clip's prompt is prefilled on its own (one row, its audio encoded once) and
+        the caches are stacked, left-padded to the longest prompt and masked, so the
+        decode steps of all clips share one forward. Greedy answers equal one-clip calls;
+        seeded samples are valid samples but draw from one RNG stream for the batch.
+        """
+        if len(items) <= 1 or not self._batchable(params):
+            return [self.sample(audio, prompt, params) for audio, prompt in items]
+        self._clips_kept = max(self._clips_kept, len(items))
+        try:
+            prompts = [self._encode(audio, prompt) for audio, prompt in items]
+            if not all(self._can_encode_once(p) for p in prompts):
+                return [self.sample(audio, prompt, params) for audio, prompt in items]
+            return self._sample_many(prompts, params)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise BackendError(f"generation failed: {one_line(exc)}") from exc
+
+    def _sample_many(
+        self, prompts: list[_Prompt], params: GenerationParams
+    ) -> list[list[Candidate]]:
+        seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
+        greedy = params.temperature == 0
+        rows = 1 if greedy else params.n
+        width = max(p.length for p in prompts)
+        prefixes = [self._prefill(p, p.length - 1)[0] for p in prompts]
+        cache = caches.left_padded(prefixes, [rows] * len(prompts), width - 1)
+        ids = torch.full((len(prompts), width), self._pad_id, dtype=torch.long, device=self.device)
+        mask = torch.zeros_like(ids)
+        for row, p in enumerate(prompts):
+            ids[row, width - p.length :] = p.ids[0]
+            mask[row, width - p.length :] = 1
+        recorder = _LogprobRecorder()
+        gc = self.generation_config_for(params)
+        gc.return_dict_in_generate = True
+        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
+            torch.manual_seed(seed)
+            out = self.lm.generate(
+                input_ids=ids.repeat_interleave(rows, 0),
+                attention_mask=mask.repeat_interleave(rows, 0),
+                **{self._cache_kw: cache},
+                generation_config=gc,
+                logits_processor=transformers.LogitsProcessorList([recorder]),
+            )
+        new = out.sequences[:, width:].cpu()
+        logps = recorder.finish(new)
+        extra = {
+            "seed": seed,
+            "search": "greedy" if greedy else "sample",
+            "encode_once": True,
+            "decode_batch": rows * len(prompts),
+            "batch_clips": len(prompts),
+        }
+        result = []
+        for i in range(len(prompts)):
+            part = slice(i * rows, (i + 1) * rows)
+            cands = self._candidates(new[part], logps[part], extra)
+            if greedy:
+                cands = [
+                    dataclasses.replace(cands[0], extra=dict(cands[0].extra))
+                    for _ in range(params.n)
+                ]
+            result.append(cands)
+        return result
+
+    def _can_encode_once(self, p: _Prompt) -> bool:
         """Prefill prompt[:-1] only if the last prompt token is plain text (never audio)."""
-        ids = inputs["input_ids"]
+        ids = p.ids
         if not self.family.encode_once or ids.shape[1] < 2:
             return False
         return self._audio_token_id is None or int(ids[0, -1]) != self._audio_token_id
@@ -727,7 +1050,7 @@ class TransformersBackend:
         return []
 
     def _decode(
-        self, inputs: dict[str, Any], cache: Any, rows: int, gc: GenerationConfig
+        self, p: _Prompt, cache: Any, rows: int, gc: GenerationConfig
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode ``rows`` continuations; returns (new tokens [rows, T], log-probs [rows, T])."""
         recorder = _LogprobRecorder()
@@ -739,16 +1062,15 @@ class TransformersBackend:
             "generation_config": gc,
             "logits_processor": transformers.LogitsProcessorList([recorder]),
         }
-        prompt_len = inputs["input_ids"].shape[1]
         with torch.no_grad():
             if cache is not None:
-                aligned = {k: v.repeat(rows, 1) for k, v in self._token_aligned(inputs).items()}
+                aligned = {k: v.repeat(rows, 1) for k, v in self._token_aligned(p.inputs).items()}
                 out = self.lm.generate(
-                    **aligned, **{self._cache_kw: self._expanded(cache, rows)}, **common
+                    **aligned, **{self._cache_kw: caches.expanded(cache, rows)}, **common
                 )
             else:
-                out = self.lm.generate(**inputs, **common)
-        new = out.sequences[:, prompt_len:].cpu()
+                out = self.lm.generate(**p.inputs, **common)
+        new = out.sequences[:, p.length :].cpu()
         return new, recorder.finish(new)
 
     def _first_stop(self, tokens: torch.Tensor) -> tuple[int, int] | None:
@@ -793,12 +1115,12 @@ class TransformersBackend:
             )
         return out
 
-    def _beam(self, inputs: dict[str, Any], params: GenerationParams) -> list[Candidate]:
+    def _beam(self, p: _Prompt, params: GenerationParams) -> list[Candidate]:
         """B beams best first; encode-once like sampling (cache pre-expanded to B rows)."""
         beams = params.beams
         if beams == 1:  # one beam is greedy decoding (generate has no beam outputs then)
             greedy = GenerationParams(n=1, temperature=0, max_new_tokens=params.max_new_tokens)
-            (only,) = self._sample(inputs, greedy)
+            (only,) = self._sample(p, greedy)
             only.extra["search"] = "beam"
             return [only]
         gc = self.generation_config_for(
@@ -809,20 +1131,20 @@ class TransformersBackend:
         gc.length_penalty = 1.0
         gc.output_scores = True
         gc.return_dict_in_generate = True
-        prompt_len = inputs["input_ids"].shape[1]
-        encode_once = self._can_encode_once(inputs)
+        prompt_len = p.length
+        encode_once = self._can_encode_once(p)
 
         def run(_: int) -> Any:
             with torch.no_grad():
                 if encode_once:
-                    cache = self._prefill(inputs, prompt_len - 1)[0]
-                    aligned = self._token_aligned(inputs)
+                    cache = self._prefill(p, prompt_len - 1)[0]
+                    aligned = self._token_aligned(p.inputs)
                     return self.lm.generate(
                         **aligned,
-                        **{self._cache_kw: self._expanded(cache, beams)},
+                        **{self._cache_kw: caches.expanded(cache, beams)},
                         generation_config=gc,
                     )
-                return self.lm.generate(**inputs, generation_config=gc)
+                return self.lm.generate(**p.inputs, generation_config=gc)
 
         out = self._oom_retry(1, run)
         steps = (
@@ -868,18 +1190,18 @@ class TransformersBackend:
         if not labels:
             return np.zeros(0, dtype=np.float64)
         try:
-            inputs = self.build_inputs(audio, prompt)
+            p = self._encode(audio, prompt)
             conts = [self.label_token_ids(prompt, lab) for lab in labels]
             if self.family.encode_once:
-                return self._score_cached(inputs, conts)
-            return np.array([self._score_full(inputs, c) for c in conts], dtype=np.float64)
+                return self._score_cached(p, conts)
+            return np.array([self._score_full(p.inputs, c) for c in conts], dtype=np.float64)
         except BackendError:
             raise
         except Exception as exc:
             raise BackendError(f"label scoring failed: {one_line(exc)}") from exc
 
-    def _score_cached(self, inputs: dict[str, Any], conts: list[list[int]]) -> np.ndarray:
-        cache, last = self._prefill(inputs, inputs["input_ids"].shape[1])
+    def _score_cached(self, p: _Prompt, conts: list[list[int]]) -> np.ndarray:
+        cache, last = self._prefill(p, p.length)
         first = torch.log_softmax(last[0], dim=-1).cpu()
         scores = np.array([float(first[c[0]]) for c in conts], dtype=np.float64)
         rest = [(i, c) for i, c in enumerate(conts) if len(c) > 1]
@@ -935,8 +1257,7 @@ class TransformersBackend:
         if not prompts:
             return np.zeros(0, dtype=np.float64)
         try:
-            batches = [self.build_inputs(audio, p) for p in prompts]
-            logits = self._next_token_logits(batches)
+            logits = self._next_token_logits([self._encode(audio, p) for p in prompts])
             yes, no = self.yes_no_token_ids()
             logp = torch.log_softmax(logits, dim=-1)
             ly = torch.logsumexp(logp[:, yes], dim=-1)
@@ -968,11 +1289,17 @@ class TransformersBackend:
             return None
         return common
 
-    def _next_token_logits(self, batches: list[dict[str, Any]]) -> torch.Tensor:
-        ids = [b["input_ids"][0].cpu() for b in batches]
+    def _next_token_logits(self, batches: list[_Prompt]) -> torch.Tensor:
+        ids = [b.ids[0].cpu() for b in batches]
         common = self._shared_prefix(ids)
+        head = self._head_for(batches[0]) if common is not None else None
+        if common is not None and head is not None and common < head.length:
+            common = None  # prompts part inside the audio prefix: each runs on its own
         if common is None:
-            rows = [self._full_logits(b, [])[0, -1] for b in batches]
+            if not self.family.encode_once:
+                rows = [self._full_logits(b.inputs, [])[0, -1] for b in batches]
+            else:
+                rows = [self._prefill(b, b.length)[1][0] for b in batches]
             return torch.stack(rows).cpu()
         cache, _ = self._prefill(batches[0], common)
         suffixes = [x[common:].tolist() for x in ids]
