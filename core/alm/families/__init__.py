@@ -61,10 +61,11 @@ class Family:
         extractors reject it).
     end_of_turn: the marker that closes an assistant turn (label scoring appends its
         tokens); ``None`` = infer from the chat template, else the tokenizer's EOS.
-    submodule: attribute holding the text-generating model (``"thinker"`` for Omni).
-    audio_encoder: dotted path from the text-generating model to its audio encoder module
+    audio_encoder: dotted path from the loaded model to its audio encoder module
         (tests and benches count its calls: encode-once means one per clip).
-    auto_class: the transformers Auto class that loads the checkpoint.
+    auto_class: the transformers class that loads the checkpoint (an Auto class, or a
+        model class where the Auto class would load more than the text model, e.g. the
+        Omni thinker without its speech generator).
     encode_once: prefill the prompt + audio once and reuse the KV cache for N samples,
         label scoring and verifier prompts (else plain ``generate``/full forwards).
     max_audio_seconds: overrides the feature extractor's window (``None`` = use it).
@@ -83,7 +84,6 @@ class Family:
     placeholder: str | None = None
     pass_sampling_rate: bool = True
     end_of_turn: str | None = None
-    submodule: str | None = None
     audio_encoder: str = ""
     auto_class: str = "AutoModelForMultimodalLM"
     encode_once: bool = True

@@ -322,7 +322,7 @@ class TransformersBackend:
         self.family: Family = family_for(self.model_type)
         self.processor = self._load_processor()
         self.model = self._load_model()
-        self.lm = getattr(self.model, self.family.submodule or "", None) or self.model
+        self.lm = self.model
         self.tokenizer = getattr(self.processor, "tokenizer", None)
         if self.tokenizer is None:
             raise ModelLoadError(f"{self.model_id}: the processor has no tokenizer")
