@@ -391,7 +391,7 @@ def main() -> int:
                 f"; sampling+verifier+likelihood {r['full_clip_vs_sampling']:.2f}x sampling"
             )
         batch = bench_batch(backend, args)
-        memory = bench_expand_memory(backend, clip_audio(0, backend.sample_rate)[0], max(args.ns))
+        memory = bench_expand_memory(backend, clip_audio(0, backend.sample_rate)[0], 512)
         backend.close()
         overhead = bench_run_overhead(model, args, Path(tmp))
 

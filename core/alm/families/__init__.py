@@ -70,6 +70,9 @@ class Family:
         label scoring and verifier prompts (else plain ``generate``/full forwards).
     max_audio_seconds: overrides the feature extractor's window (``None`` = use it).
     processor: ``"module:attr"`` assembling an audio+text processor (see the module doc).
+    prepare_model: ``"module:attr"`` called as ``(model, source, **from_pretrained_kwargs)``
+        right after loading, for weights a checkpoint keeps outside ``from_pretrained``'s
+        reach or switches per call (Phi-4's speech LoRA, Granite Speech's LoRA).
     tiny: ``"module:attr"`` building a tiny random-weight checkpoint (see the module doc).
     extra: the pip extra a family needs beyond the base install (``ambiscope[voxtral]``).
     verified: its tiny checkpoint runs end to end in the test-suite.
@@ -89,6 +92,7 @@ class Family:
     encode_once: bool = True
     max_audio_seconds: float | None = None
     processor: str | None = None
+    prepare_model: str | None = None
     tiny: str | None = None
     extra: str | None = None
     verified: bool = False

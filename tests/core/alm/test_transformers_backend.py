@@ -548,3 +548,12 @@ def test_clips_per_batch_from_the_option_or_free_memory(backend, monkeypatch) ->
     monkeypatch.setattr(backend, "batch_clips", None)
     assert backend.clips_per_batch(params) == 1
     assert backend.clips_per_batch(GenerationParams(search="beam", beams=2)) == 1
+
+
+def test_a_missing_family_dependency_names_its_extra(backend, monkeypatch) -> None:
+    monkeypatch.setattr(backend, "family", family_for("voxtral"))
+    missing = ImportError("VoxtralProcessor requires the mistral_common library")
+    message = str(backend._load_error("processor", missing))
+    assert "pip install 'ambiscope[voxtral]'" in message and "\n" not in message
+    other = str(backend._load_error("model", OSError("disk on fire")))
+    assert "ambiscope[" not in other

@@ -387,6 +387,10 @@ class TransformersBackend:
                 f"cannot load {what} for {self.model_id}: not in the local Hugging Face cache "
                 f"and HF_HUB_OFFLINE is set ({msg})"
             )
+        family = getattr(self, "family", None)  # None while the config itself loads
+        missing = isinstance(exc, ImportError) or "requires the" in msg or "pip install" in msg
+        if family is not None and family.extra and missing:
+            msg += f" (the {family.name} family needs: pip install 'ambiscope[{family.extra}]')"
         return ModelLoadError(f"cannot load {what} for {self.model_id}: {msg}")
 
     def _from_pretrained(self, what: str, loader: Callable[..., T], **kwargs: Any) -> T:
@@ -417,6 +421,10 @@ class TransformersBackend:
     def _load_model(self) -> Any:
         auto = getattr(transformers, self.family.auto_class)
         model = self._from_pretrained("model", auto.from_pretrained, dtype=self.dtype)
+        if self.family.prepare_model:
+            module, _, attr = self.family.prepare_model.partition(":")
+            prepare = getattr(importlib.import_module(module), attr)
+            self._from_pretrained("model adapters", lambda src, **kw: prepare(model, src, **kw))
         try:
             return model.to(self.device).eval()
         except Exception as exc:
@@ -763,14 +771,21 @@ class TransformersBackend:
         if not where.numel() or int(where[-1]) + 1 >= p.length:
             return None
         length = int(where[-1]) + 1
-        cache, logits = self._forward_prefix(p.inputs, length)
         text = None
         marker = self._audio_marker()
         if p.text is not None and marker and marker in p.text:
             cut = p.text.rindex(marker) + len(marker)
             text = p.text[:cut]
+            # A processor may close the audio run with tokens of its own (Gemma 3n:
+            # <end_of_audio> + "\n\n"): they belong to the head when the prompt's ids
+            # end exactly with the text tail tokenized alone.
+            tail = self.tokenizer.encode(p.text[cut:], add_special_tokens=False)
+            split = p.length - len(tail)
+            if tail and split > length and p.ids[0, split:].tolist() == tail:
+                length = split
             if self._tail_ok is None:
                 self._tail_ok = self._tail_matches(p, length, p.text[cut:])
+        cache, logits = self._forward_prefix(p.inputs, length)
         aligned = {k: v[:, :length] for k, v in self._token_aligned(p.inputs).items()}
         head = _Head(p.key, p.ids[:, :length], aligned, text, cache, logits)
         heads.append(head)
