@@ -46,6 +46,8 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -53,6 +55,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import peak_rss_mb
 
 from ambiscope.core.alm.base import AudioInput, GenerationParams
 from ambiscope.core.alm.prompts import DEFAULT_TEMPLATES, render, render_verifier
@@ -259,42 +262,62 @@ def bench_batch(backend: Any, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
-def bench_expand_memory(backend: Any, audio: AudioInput, rows: int) -> dict[str, float]:
-    """Peak RSS growth (MB) of expanding a prompt cache to ``rows`` rows + one decode step."""
+def bench_expand_memory(model: str, rows: int) -> dict[str, float]:
+    """Peak RSS (MB) of expanding a clip's prompt cache to ``rows`` rows + one decode step.
+
+    Each variant runs in a fresh process (an allocator that already holds freed pages
+    would hide the difference): ``none`` stops after the prefill, ``deepcopy`` is the old
+    deep copy + ``batch_repeat_interleave``, ``views`` is `caches.expanded`. The growth
+    over ``none`` is what the expansion and the first step cost.
+    """
+    peak = {}
+    for variant in ("none", "deepcopy", "views"):
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--memory-probe",
+                variant,
+                "--model",
+                model,
+                "--rows",
+                f"{rows}",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        peak[variant] = float(out.stdout.split()[-1])
+    return {
+        "expand_rows": rows,
+        "expand_deepcopy_mb": peak["deepcopy"] - peak["none"],
+        "expand_views_mb": peak["views"] - peak["none"],
+    }
+
+
+def memory_probe(variant: str, model: str, rows: int) -> float:
+    """One variant of `bench_expand_memory` in this (fresh) process; peak RSS in MB."""
     import copy
 
     import torch
 
     from ambiscope.core.alm.backends.transformers import caches
+    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
 
-    p = backend._encode(audio, PROMPT)
+    torch.set_num_threads(1)
+    backend = TransformersBackend(model, device="cpu")
+    p = backend._encode(clip_audio(0, backend.sample_rate)[0], PROMPT)
     cache, _ = backend._prefill(p, p.length - 1)
-    last = p.ids[:, -1:].repeat(rows, 1)
-
-    def deep() -> Any:
-        new = copy.deepcopy(cache)
-        new.batch_repeat_interleave(rows)
-        return new
-
-    def step(make: Callable[[], Any]) -> float:
-        with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to now
-            f.write("5")
-        base = _vm("VmRSS")
+    if variant != "none":
+        if variant == "deepcopy":
+            expanded = copy.deepcopy(cache)
+            expanded.batch_repeat_interleave(rows)
+        else:
+            expanded = caches.expanded(cache, rows)
         with torch.no_grad():
-            backend.lm(input_ids=last, **{backend._cache_kw: make()}, use_cache=True)
-        return (_vm("VmHWM") - base) / 1024
-
-    out = {"expand_deepcopy_mb": [], "expand_views_mb": []}
-    for _ in range(3):
-        out["expand_deepcopy_mb"].append(step(deep))
-        out["expand_views_mb"].append(step(lambda: caches.expanded(cache, rows)))
-    return {k: statistics.median(v) for k, v in out.items()} | {"expand_rows": rows}
-
-
-def _vm(field: str) -> float:
-    """A /proc/self/status memory field in KiB."""
-    with open("/proc/self/status") as f:
-        return float(next(line for line in f if line.startswith(field + ":")).split()[1])
+            last = p.ids[:, -1:].repeat(rows, 1)
+            backend.lm(input_ids=last, **{backend._cache_kw: expanded}, use_cache=True)
+    return peak_rss_mb()
 
 
 def bench_run_overhead(model: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
@@ -342,6 +365,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default=None, help="checkpoint (default: a tiny model)")
     parser.add_argument("--family", default="qwen2_audio", help="tiny model's family")
+    parser.add_argument("--rows", type=int, default=2048, help="rows of the memory probe")
+    parser.add_argument(
+        "--memory-probe", choices=("none", "deepcopy", "views"), help=argparse.SUPPRESS
+    )
     parser.add_argument("--run-clips", type=int, default=8, help="clips of the run-overhead run")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--clips", type=int, default=3)
@@ -356,6 +383,9 @@ def main() -> int:
         "--threads", type=int, default=None, help="torch intra-op threads (default: torch's)"
     )
     args = parser.parse_args()
+    if args.memory_probe:
+        print(memory_probe(args.memory_probe, args.model, args.rows))
+        return 0
 
     import torch
 
@@ -391,7 +421,7 @@ def main() -> int:
                 f"; sampling+verifier+likelihood {r['full_clip_vs_sampling']:.2f}x sampling"
             )
         batch = bench_batch(backend, args)
-        memory = bench_expand_memory(backend, clip_audio(0, backend.sample_rate)[0], 512)
+        memory = bench_expand_memory(model, args.rows)
         backend.close()
         overhead = bench_run_overhead(model, args, Path(tmp))
 
