@@ -295,11 +295,11 @@ def _verifier_scores(
 
 
 def clips_per_batch(backend: Backend, spec: RunSpec) -> int:
-    """Clips decoded together: a backend that batches clips says how many fit (its
-    ``batch_clips`` option, else free memory); others (an endpoint batches on its own
-    side) take one at a time."""
+    """Clips decoded together: a backend that batches clips says how many (the spec's
+    ``batch_clips``, else what fits in free memory; 1 where its model cannot batch
+    clips); others (an endpoint batches on its own side) take one at a time."""
     per_batch = getattr(backend, "clips_per_batch", None)
-    return 1 if per_batch is None else int(per_batch(spec.params()))
+    return 1 if per_batch is None else int(per_batch(spec.params(), spec.batch_clips))
 
 
 def presample(ctx: RunContext, clips: list[Clip]) -> None:

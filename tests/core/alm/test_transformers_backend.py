@@ -544,6 +544,7 @@ def test_clips_per_batch_from_the_option_or_free_memory(backend, monkeypatch) ->
     assert 1 <= backend.clips_per_batch(params) <= 16
     monkeypatch.setattr(backend, "batch_clips", 5)
     assert backend.clips_per_batch(params) == 5
+    assert backend.clips_per_batch(params, requested=3) == 3  # a run's --batch-clips
     monkeypatch.setattr(tb, "_free_memory", lambda device: 0)
     monkeypatch.setattr(backend, "batch_clips", None)
     assert backend.clips_per_batch(params) == 1

@@ -186,3 +186,38 @@ def test_batched_clips_store_what_one_clip_at_a_time_stores(
         [s[3] or 0.0 for s in many_samples], [s[3] or 0.0 for s in one_samples], atol=1e-5
     )
     np.testing.assert_allclose(many_lik, one_lik, atol=1e-6)
+
+
+def test_each_clip_is_processed_and_encoded_once_per_run(ws, tiny_model_dir, monkeypatch):
+    """sample + --verifier self + likelihood: one feature extraction and one audio-encoder
+    pass per clip (the verifier and likelihood prompts share the sampling prompt's audio
+    prefix), whatever the output mode."""
+    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
+
+    backend = TransformersBackend(str(tiny_model_dir), device="cpu")
+    encoder: list[int] = []
+    features: list[int] = []
+    verified: list[int] = []
+    extractor = type(backend.processor.feature_extractor)
+    real_features, real_verify = extractor.__call__, backend.verify
+
+    def count_features(self, *args, **kwargs):
+        features.append(1)
+        return real_features(self, *args, **kwargs)
+
+    def count_verify(audio, prompts):
+        verified.append(len(prompts))
+        return real_verify(audio, prompts)
+
+    monkeypatch.setattr(extractor, "__call__", count_features)
+    monkeypatch.setattr(backend, "verify", count_verify)
+    backend.lm.model.audio_tower.register_forward_hook(lambda *a: encoder.append(1))
+    for mode in ("label", "cot"):
+        encoder.clear()
+        features.clear()
+        backend._heads.clear()  # each mode's run starts from unseen clips
+        run_spec = spec(tiny_model_dir, mode=mode, n=8, verifier="self", batch_clips=1)
+        result = execute_run(ws, run_spec, limit=4, backend=backend, verifier=backend)
+        assert result.processed == 4 and result.failed == 0
+        assert len(encoder) == 4 and len(features) == 4, mode
+    assert verified  # the verifier ran on some clips' answers

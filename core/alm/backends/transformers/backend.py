@@ -953,8 +953,9 @@ class TransformersBackend:
             ]
         return cands
 
-    def clips_per_batch(self, params: GenerationParams) -> int:
-        """Clips `sample_batch` decodes together: ``batch_clips``, else from free memory.
+    def clips_per_batch(self, params: GenerationParams, requested: int | None = None) -> int:
+        """Clips `sample_batch` decodes together: ``requested`` (a run's ``--batch-clips``),
+        else ``batch_clips``, else from free memory.
 
         One clip holds N rows of KV cache for its prompt + answer and one step of logits;
         a quarter of the free memory (GPU, else RAM) is given to a batch, at most 16 clips.
@@ -962,8 +963,8 @@ class TransformersBackend:
         """
         if not self._batchable(params):
             return 1
-        if self.batch_clips is not None:
-            return self.batch_clips
+        if requested is not None or self.batch_clips is not None:
+            return requested or self.batch_clips or 1
         text = self.lm.config.get_text_config()
         layers = int(getattr(text, "num_hidden_layers", 32))
         heads = int(
