@@ -190,9 +190,18 @@ def _git_describe() -> str | None:
 
 
 def find_or_create_run(
-    ws: Workspace, ds: Dataset, spec: RunSpec, template: PromptTemplate, backend: Backend
+    ws: Workspace,
+    ds: Dataset,
+    spec: RunSpec,
+    template: PromptTemplate,
+    backend: Backend,
+    clips_per_batch: int = 1,
 ) -> tuple[Run, bool]:
-    """The run matching the spec's identity (resume), or a new one with full provenance."""
+    """The run matching the spec's identity (resume), or a new one with full provenance.
+
+    ``clips_per_batch`` is recorded: seeded samples depend on how many clips shared a
+    decode batch (one RNG stream per batch), so a resumed run keeps the same value.
+    """
     identity = spec.identity(template)
     digest = identity_hash(identity)
     found = find_run(ws, ds, digest)
@@ -205,6 +214,7 @@ def find_or_create_run(
         "spec": spec.to_dict(),
         "model": described,
         "labels": list(ds.label_set),
+        "clips_per_batch": clips_per_batch,
         "versions": package_versions(),
         "git": _git_describe(),
     }
@@ -440,10 +450,13 @@ def execute_run(
                 if spec.verifier == "self"
                 else stack.enter_context(using_backend(None, spec, spec.verifier))
             )
-        run, created = find_or_create_run(ws, ds, spec, template, backend)
+        batch = clips_per_batch(backend, spec)
+        run, created = find_or_create_run(ws, ds, spec, template, backend, batch)
+        stored = run.config.get("clips_per_batch")
+        if not created and spec.batch_clips is None and batch > 1 and isinstance(stored, int):
+            batch = stored  # resume the way the run began (seeded draws depend on it)
         scorer = ReferenceScorer(load_human(ws, ds))
         ctx = RunContext(ws, ds, run, spec, template, backend, verifier, scorer)
-        batch = clips_per_batch(backend, spec)
         return run_selected(
             ws,
             ds,

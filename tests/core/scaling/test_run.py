@@ -221,3 +221,22 @@ def test_each_clip_is_processed_and_encoded_once_per_run(ws, tiny_model_dir, mon
         assert result.processed == 4 and result.failed == 0
         assert len(encoder) == 4 and len(features) == 4, mode
     assert verified  # the verifier ran on some clips' answers
+
+
+def test_a_resumed_run_batches_clips_as_it_began(ws, tiny_model_dir, monkeypatch):
+    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
+
+    batches: list[int] = []
+    real = TransformersBackend.sample_batch
+
+    def spy(self, items, params):
+        batches.append(len(items))
+        return real(self, items, params)
+
+    monkeypatch.setattr(TransformersBackend, "sample_batch", spy)
+    first = execute_run(ws, spec(tiny_model_dir, batch_clips=2), limit=2)
+    assert first.run.config["clips_per_batch"] == 2 and batches == [2]
+    batches.clear()
+    resumed = execute_run(ws, spec(tiny_model_dir), limit=6)  # no --batch-clips: as it began
+    assert resumed.run.id == first.run.id and resumed.processed == 4
+    assert batches == [2, 2]
