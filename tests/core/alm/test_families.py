@@ -110,7 +110,7 @@ def test_loads_with_its_family_entry_and_encode_once(backend, family_dir) -> Non
     family = FAMILIES.get(name)
     info = backend.describe()
     assert backend.family is family
-    assert info["model_type"] in family.model_types
+    assert info["model_type"] in family.model_types and info["family"] == name
     assert info["encode_once"] is True
     assert backend.sample_rate == 16000
 

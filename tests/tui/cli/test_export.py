@@ -212,8 +212,10 @@ def test_tiny_model_run_then_export(
     from ambiscope.core.scaling.run import RunSpec, execute_run
 
     with Workspace.open(demo_db) as ws:
+        # 64 answers: the random model answers with a valid label ~10% of the time, so the
+        # candidate strategies (single, vote) have clips whatever the RNG stream drew
         spec = RunSpec(
-            dataset="demo", model=str(tiny_model_dir), n=4, max_new_tokens=8, name="tiny"
+            dataset="demo", model=str(tiny_model_dir), n=16, max_new_tokens=8, name="tiny"
         )
         run = execute_run(ws, spec, limit=4).run
     result = invoke(

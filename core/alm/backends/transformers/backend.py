@@ -545,6 +545,7 @@ class TransformersBackend:
             "commit": commit,
             "model_type": self.model_type,
             "model_class": type(self.model).__name__,
+            "family": self.family.name,
             "family_verified": self.family.verified,
             "encode_once": self.family.encode_once,
             "dtype": str(self.dtype).removeprefix("torch."),
