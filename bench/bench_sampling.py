@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -55,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from benchlib import peak_rss_mb
 
 from ambiscope.core.alm.base import AudioInput, GenerationParams
 from ambiscope.core.alm.prompts import DEFAULT_TEMPLATES, render, render_verifier
@@ -263,16 +263,18 @@ def bench_batch(backend: Any, args: argparse.Namespace) -> dict[str, float]:
 
 
 def bench_expand_memory(model: str, rows: int) -> dict[str, float]:
-    """Peak RSS (MB) of expanding a clip's prompt cache to ``rows`` rows + one decode step.
+    """Peak memory (MB) of expanding a clip's prompt cache to ``rows`` rows + one decode step.
 
-    Each variant runs in a fresh process (an allocator that already holds freed pages
-    would hide the difference): ``none`` stops after the prefill, ``deepcopy`` is the old
-    deep copy + ``batch_repeat_interleave``, ``views`` is `caches.expanded`. The growth
-    over ``none`` is what the expansion and the first step cost.
+    Each variant runs in a fresh process whose large allocations are mmap-ed
+    (``MALLOC_MMAP_THRESHOLD_``), so a freed tensor leaves RSS at once and the peak RSS
+    growth from just before the expansion (``VmHWM`` reset through ``clear_refs``) is
+    the peak of what the expansion and the first step hold: ``deepcopy`` is the old deep
+    copy + ``batch_repeat_interleave``, ``views`` is `caches.expanded`.
     """
-    peak = {}
-    for variant in ("none", "deepcopy", "views"):
-        out = subprocess.run(
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    out = {}
+    for variant in ("deepcopy", "views"):
+        done = subprocess.run(
             [
                 sys.executable,
                 __file__,
@@ -286,17 +288,14 @@ def bench_expand_memory(model: str, rows: int) -> dict[str, float]:
             capture_output=True,
             text=True,
             check=True,
+            env=env,
         )
-        peak[variant] = float(out.stdout.split()[-1])
-    return {
-        "expand_rows": rows,
-        "expand_deepcopy_mb": peak["deepcopy"] - peak["none"],
-        "expand_views_mb": peak["views"] - peak["none"],
-    }
+        out[f"expand_{variant}_mb"] = float(done.stdout.split()[-1])
+    return {"expand_rows": rows, **out}
 
 
 def memory_probe(variant: str, model: str, rows: int) -> float:
-    """One variant of `bench_expand_memory` in this (fresh) process; peak RSS in MB."""
+    """One variant of `bench_expand_memory` in this (fresh) process: peak growth in MB."""
     import copy
 
     import torch
@@ -308,16 +307,23 @@ def memory_probe(variant: str, model: str, rows: int) -> float:
     backend = TransformersBackend(model, device="cpu")
     p = backend._encode(clip_audio(0, backend.sample_rate)[0], PROMPT)
     cache, _ = backend._prefill(p, p.length - 1)
-    if variant != "none":
-        if variant == "deepcopy":
-            expanded = copy.deepcopy(cache)
-            expanded.batch_repeat_interleave(rows)
-        else:
-            expanded = caches.expanded(cache, rows)
-        with torch.no_grad():
-            last = p.ids[:, -1:].repeat(rows, 1)
-            backend.lm(input_ids=last, **{backend._cache_kw: expanded}, use_cache=True)
-    return peak_rss_mb()
+    last = p.ids[:, -1:].repeat(rows, 1)
+    with open("/proc/self/clear_refs", "w") as f:  # peak RSS (VmHWM) := current RSS
+        f.write("5")
+    before = _status_kib("VmRSS")
+    if variant == "deepcopy":
+        expanded = copy.deepcopy(cache)
+        expanded.batch_repeat_interleave(rows)
+    else:
+        expanded = caches.expanded(cache, rows)
+    with torch.no_grad():
+        backend.lm(input_ids=last, **{backend._cache_kw: expanded}, use_cache=True)
+    return (_status_kib("VmHWM") - before) / 1024
+
+
+def _status_kib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return float(next(line for line in f if line.startswith(field + ":")).split()[1])
 
 
 def bench_run_overhead(model: str, args: argparse.Namespace, workdir: Path) -> dict[str, float]:
@@ -366,9 +372,7 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="checkpoint (default: a tiny model)")
     parser.add_argument("--family", default="qwen2_audio", help="tiny model's family")
     parser.add_argument("--rows", type=int, default=2048, help="rows of the memory probe")
-    parser.add_argument(
-        "--memory-probe", choices=("none", "deepcopy", "views"), help=argparse.SUPPRESS
-    )
+    parser.add_argument("--memory-probe", choices=("deepcopy", "views"), help=argparse.SUPPRESS)
     parser.add_argument("--run-clips", type=int, default=8, help="clips of the run-overhead run")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--clips", type=int, default=3)
