@@ -1,0 +1,330 @@
+"""ALM backend over an OpenAI-compatible chat endpoint (DESIGN.md "ALM candidates").
+
+Serves any model behind ``POST {base_url}/chat/completions`` — vLLM ``serve``, SGLang,
+hosted APIs, or ambiscope's own :mod:`ambiscope.core.alm.serve_openai`. Audio travels as a
+base64 16-bit PCM WAV ``input_audio`` part next to a ``text`` part in the user message (the
+OpenAI format, which vLLM also accepts); the system prompt, when there is one, is a
+system message. Only the standard library is used (``http.client`` + a thread pool), so
+this backend adds no dependencies and imports fast.
+
+What is exact and what is approximate, compared with the transformers backend:
+
+* ``sample`` — exact as far as the server's numbers are: one request with ``n``,
+  ``temperature``, ``top_p``, ``max_tokens``, ``seed`` and ``logprobs: true``. Each choice's
+  ``logprob`` is the sum of the returned per-token log-probabilities and ``n_tokens`` their
+  count. Whether those are log-probs under the *untempered* distribution (as the
+  transformers backend records) depends on the server and is stated nowhere in the
+  response (recent vLLM engines have a ``--logprobs-mode`` option; ambiscope's own server
+  passes the wrapped backend's values through; hosted APIs do not say), so check the
+  serving setup before comparing BoN scores across backends. The transformers backend
+  counts and scores the stop token; a server that does not list it shifts ``logprob`` by
+  the stop token's log-probability (and ``n_tokens`` by one). A token reported as
+  ``-9999`` (OpenAI's "not in the top 20" sentinel) makes the sum meaningless, so such a
+  candidate gets ``logprob=None``.
+  Beam search is not part of the OpenAI API (and vLLM's chat endpoint handles it with
+  version-dependent extension parameters we cannot verify), so ``search="beam"`` raises
+  :class:`BackendError`.
+* ``verify`` — exact up to the top-k cut-off: one request per verifier prompt with
+  ``max_tokens: 1``, ``logprobs: true``, ``top_logprobs: 20``, ``temperature: 0``;
+  ``P(yes) = p(Yes) / (p(Yes) + p(No))`` where p(Yes) sums every returned first-token
+  spelling that normalises to "yes" (any case, surrounding whitespace, GPT-2 ``Ġ`` /
+  SentencePiece ``▁`` markers and trailing ``.!,:;`` ignored: "Yes", " yes", "YES", "▁Yes"...),
+  likewise p(No). The transformers backend sums the same spellings over the whole
+  vocabulary; here spellings outside the top 20 are missed (their mass is tiny when a
+  model answers Yes/No at all). When neither appears the score is NaN and a warning is
+  logged (the verifier strategies skip NaN scores).
+* ``score_labels`` — an APPROXIMATION. The chat API cannot score an arbitrary
+  continuation, so one request (``max_tokens: 1``, ``top_logprobs: 20``) gives the first
+  answer token's top-20 distribution, and each label is scored by the log-probability of
+  *its first token*: the longest returned token that (normalised as above, case-insensitive)
+  is a prefix of the label and at least ``min(3, len(label))`` characters long, summing the
+  case/space variants of that token. A label whose first token is not among the top 20
+  gets a floor of ``min(top logprobs) - log 2`` (it is less likely than every listed
+  token; halving the least listed probability is a guess, not a measurement). The
+  transformers backend instead sums the exact log-likelihood of every token of the label
+  plus the end-of-turn token. Consequences: labels sharing a first token ("sad" /
+  "sadness", "fear" / "fearful") get equal scores, multi-token labels are scored by their
+  first token only, and the floor is arbitrary — treat the ``likelihood`` strategy of an
+  OpenAI-backend run as indicative only.
+
+Transport (HTTP, retries, the API key) lives in `transport`; every failure surfaces as a
+one-line :class:`BackendError`, so the run marks the clip failed and continues. The API key
+is never stored on the object, logged, or returned by :meth:`OpenAIBackend.describe`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import math
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from ambiscope.core.alm import BACKENDS
+from ambiscope.core.alm.backends.openai.responses import (
+    TOP_LOGPROBS,
+    _candidate,
+    _choices,
+    _first_token_logprobs,
+    label_scores_from_top_logprobs,
+    yes_probability,
+)
+from ambiscope.core.alm.backends.openai.transport import Transport
+from ambiscope.core.alm.base import (
+    AudioInput,
+    BackendError,
+    Candidate,
+    ChatPrompt,
+    GenerationParams,
+    ModelLoadError,
+)
+from ambiscope.core.text import one_line
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+
+
+def encode_wav_base64(samples: np.ndarray, sample_rate: int) -> str:
+    """Mono float audio as a base64 16-bit PCM WAV.
+
+    Quantised as ``round(x * 32768)`` clipped to int16, the inverse of how soundfile,
+    librosa and torchaudio decode int16 (``/ 32768``), so audio that already lies on the
+    16-bit grid (e.g. decoded from a 16-bit WAV) reaches the server bit-exactly.
+    """
+    import soundfile as sf
+
+    x = np.asarray(samples, dtype=np.float64)
+    pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype(np.int16)
+    buf = io.BytesIO()
+    sf.write(buf, pcm, int(sample_rate), format="WAV", subtype="PCM_16")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+@BACKENDS.register("openai")
+class OpenAIBackend:
+    """Backend protocol over an OpenAI-compatible ``/chat/completions`` endpoint.
+
+    Args:
+        model_id: the model name the server knows (``model`` field of each request).
+        base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (default) or
+            ``https://api.example.com/v1``.
+        api_key_env: NAME of the environment variable holding the API key (e.g.
+            ``OPENAI_API_KEY``); ``None`` sends no key. A named but unset variable is a
+            ModelLoadError at construction.
+        concurrency: most requests in flight at once from this backend (verify fans out
+            one request per candidate).
+        timeout: seconds per request (connect and each read).
+        max_retries: retries after the first attempt on 429 / 5xx / connection errors.
+        retry_base: first backoff in seconds (doubled each retry, jittered, capped 30 s).
+        sample_rate / max_audio_seconds: what the run resamples/truncates audio to.
+    """
+
+    name = "openai"
+
+    def __init__(
+        self,
+        model_id: str,
+        *,
+        base_url: str | None = None,
+        api_key_env: str | None = None,
+        concurrency: int = 4,
+        timeout: float = 120.0,
+        max_retries: int = 4,
+        retry_base: float = 0.5,
+        sample_rate: int = 16000,
+        max_audio_seconds: float | None = 30.0,
+    ) -> None:
+        if not model_id:
+            raise ModelLoadError("openai backend: empty model id")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+        if not timeout or timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}")
+        self.model_id = str(model_id)
+        self._http = Transport(
+            base_url or DEFAULT_BASE_URL,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_base=retry_base,
+        )
+        self.base_url = self._http.base_url
+        self.api_key_env = self._http.api_key_env
+        self.concurrency = int(concurrency)
+        self.timeout = self._http.timeout
+        self.max_retries = self._http.max_retries
+        self._sample_rate = int(sample_rate)
+        self._max_audio_seconds = max_audio_seconds
+        self._pool: ThreadPoolExecutor | None = None
+        self._pool_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ protocol basics
+
+    @property
+    def sample_rate(self) -> int:
+        return self._sample_rate
+
+    @property
+    def max_audio_seconds(self) -> float | None:
+        return self._max_audio_seconds
+
+    def describe(self) -> dict[str, Any]:
+        """Model id, endpoint and what the server's ``/models`` says (never the key)."""
+        info: dict[str, Any] = {
+            "backend": self.name,
+            "model_id": self.model_id,
+            "base_url": self.base_url,
+            "api_key_env": self.api_key_env,
+            "concurrency": self.concurrency,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+            "sample_rate": self.sample_rate,
+            "max_audio_seconds": self.max_audio_seconds,
+            "audio_encoding": "wav/pcm16 base64 input_audio",
+            "score_labels": "approximate: first answer token's top-20 logprobs",
+            "server_model": None,
+        }
+        try:
+            body = self._http.request(
+                "GET", "/models", None, retries=0, timeout=min(self.timeout, 10)
+            )
+        except BackendError as exc:
+            info["server_models_error"] = one_line(exc, 200)
+            return info
+        data = body.get("data") if isinstance(body, Mapping) else None
+        models = [m for m in data if isinstance(m, Mapping)] if isinstance(data, list) else []
+        match = next((m for m in models if m.get("id") == self.model_id), None)
+        if match is None:
+            info["server_models"] = [str(m.get("id")) for m in models][:20]
+            return info
+        keep = ("id", "owned_by", "root", "parent", "max_model_len", "created", "ambiscope")
+        info["server_model"] = {k: match[k] for k in keep if k in match}
+        return info
+
+    def close(self) -> None:
+        """Stop the worker threads (idempotent; a later call starts a new pool)."""
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    # ------------------------------------------------------------------ model calls
+
+    def sample(
+        self, audio: AudioInput, prompt: ChatPrompt, params: GenerationParams
+    ) -> list[Candidate]:
+        """N candidates from one request with ``n`` (beam search is not in the API)."""
+        if params.search == "beam":
+            raise BackendError(
+                "beam search is not part of the OpenAI API; use --search sample with the "
+                "openai backend, or the transformers backend for beams"
+            )
+        payload = self._payload(audio, prompt)
+        payload.update(
+            n=params.n,
+            temperature=params.temperature,
+            max_tokens=params.max_new_tokens,
+            logprobs=True,
+        )
+        if params.top_p is not None:
+            payload["top_p"] = params.top_p
+        if params.seed is not None:
+            payload["seed"] = params.seed
+        body = self._chat(payload)
+        return [_candidate(choice) for choice in _choices(body, params.n)]
+
+    def verify(self, audio: AudioInput, prompts: list[ChatPrompt]) -> np.ndarray:
+        """P(yes) per verifier prompt, one request each, ``concurrency`` at a time."""
+        if not prompts:
+            return np.zeros(0, dtype=np.float64)
+        wav = self._wav(audio)
+        scores = self._map(lambda p: self._yes_score(wav, p), prompts)
+        return np.asarray(scores, dtype=np.float64)
+
+    def score_labels(self, audio: AudioInput, prompt: ChatPrompt, labels: list[str]) -> np.ndarray:
+        """APPROXIMATE label log-likelihoods from the first token's top-20 (module docstring)."""
+        if not labels:
+            return np.zeros(0, dtype=np.float64)
+        top = self._first_token(self._wav(audio), prompt)
+        return label_scores_from_top_logprobs(top, list(labels))
+
+    # ------------------------------------------------------------------ helpers
+
+    def _yes_score(self, wav: str, prompt: ChatPrompt) -> float:
+        p = yes_probability(self._first_token(wav, prompt))
+        if math.isnan(p):
+            log.warning(
+                "%s: neither Yes nor No among the first token's top %d logprobs; "
+                "verifier score is NaN",
+                self.model_id,
+                TOP_LOGPROBS,
+            )
+        return p
+
+    def _first_token(self, wav: str, prompt: ChatPrompt) -> dict[str, float]:
+        payload = self._payload_wav(wav, prompt)
+        payload.update(n=1, temperature=0.0, max_tokens=1, logprobs=True, top_logprobs=TOP_LOGPROBS)
+        return _first_token_logprobs(_choices(self._chat(payload))[0])
+
+    def _map(self, fn: Callable[[ChatPrompt], float], items: list[ChatPrompt]) -> list[float]:
+        if len(items) == 1 or self.concurrency == 1:
+            return [fn(item) for item in items]
+        futures = [self._executor().submit(fn, item) for item in items]
+        try:
+            return [f.result() for f in futures]
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._pool_lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(
+                    max_workers=self.concurrency, thread_name_prefix="ambiscope-openai"
+                )
+            return self._pool
+
+    def _wav(self, audio: AudioInput) -> str:
+        samples = np.asarray(audio.samples)
+        if samples.ndim != 1:
+            raise BackendError(f"expected mono audio, got shape {samples.shape}")
+        if samples.size == 0:
+            raise BackendError("audio has no samples")
+        if audio.sample_rate != self.sample_rate:
+            from ambiscope.core.audio import resample
+
+            samples = resample(samples.astype(np.float32), audio.sample_rate, self.sample_rate)
+        return encode_wav_base64(samples, self.sample_rate)
+
+    def _payload(self, audio: AudioInput, prompt: ChatPrompt) -> dict[str, Any]:
+        return self._payload_wav(self._wav(audio), prompt)
+
+    def _payload_wav(self, wav: str, prompt: ChatPrompt) -> dict[str, Any]:
+        """The request skeleton; an assistant prefix uses vLLM's continue_final_message."""
+        messages: list[dict[str, Any]] = []
+        if prompt.system:
+            messages.append({"role": "system", "content": prompt.system})
+        user = [
+            {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
+            {"type": "text", "text": prompt.user},
+        ]
+        messages.append({"role": "user", "content": user})
+        payload: dict[str, Any] = {"model": self.model_id, "messages": messages}
+        if prompt.assistant_prefix:
+            # Not in OpenAI's API: vLLM/SGLang extension; hosted APIs reject it with a 400.
+            messages.append({"role": "assistant", "content": prompt.assistant_prefix})
+            payload["continue_final_message"] = True
+            payload["add_generation_prompt"] = False
+        return payload
+
+    def _chat(self, payload: dict[str, Any]) -> Any:
+        return self._http.request("POST", "/chat/completions", payload)
