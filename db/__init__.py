@@ -25,7 +25,9 @@ _EXPORTS = {
     "VoteRow": "ambiscope.db.models",
     "Workspace": "ambiscope.db.workspace",
     "WorkspaceError": "ambiscope.db.errors",
+    "allow_network_fs": "ambiscope.db.mounts",
     "codec": "ambiscope.db.codec",
+    "network_filesystem": "ambiscope.db.mounts",
 }
 
 __all__ = [
@@ -44,7 +46,9 @@ __all__ = [
     "VoteRow",
     "Workspace",
     "WorkspaceError",
+    "allow_network_fs",
     "codec",
+    "network_filesystem",
 ]
 
 if TYPE_CHECKING:
@@ -65,6 +69,7 @@ if TYPE_CHECKING:
         VoteIn,
         VoteRow,
     )
+    from ambiscope.db.mounts import allow_network_fs, network_filesystem
     from ambiscope.db.workspace import Workspace
 
 

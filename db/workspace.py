@@ -41,6 +41,7 @@ from ambiscope.db.models import (
     VoteIn,
     VoteRow,
 )
+from ambiscope.db.mounts import network_filesystem, network_fs_allowed
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -64,14 +65,21 @@ class Workspace:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(
-        cls, path: str | os.PathLike[str], *, create: bool = False, readonly: bool = False
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        create: bool = False,
+        readonly: bool = False,
+        allow_network_fs: bool | None = None,
     ) -> Workspace:
         """Open (and with `create=True`, create or upgrade) the workspace at `path`.
 
         Raises WorkspaceError for a missing file (unless create), a file that is not
-        SQLite, an SQLite file that is not an ambiscope workspace, and a workspace written
-        by a newer ambiscope. A workspace this process cannot write (the file or its
-        folder) opens read-only: reads work, writes raise "read-only workspace".
+        SQLite, an SQLite file that is not an ambiscope workspace, a workspace written
+        by a newer ambiscope, and opening for writing on a network file system unless
+        `allow_network_fs` (default: this process's permission, `db.mounts`). A
+        workspace this process cannot write (the file or its folder) opens read-only:
+        reads work, writes raise "read-only workspace".
         """
         p = Path(path)
         if p.is_dir():
@@ -84,6 +92,8 @@ class Workspace:
             )
         if not exists and readonly:
             raise WorkspaceError(f"{p}: cannot create a workspace in read-only mode")
+        if not readonly:
+            _refuse_network_fs(p, allow_network_fs)
         if not exists:
             p.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -891,6 +901,25 @@ class Workspace:
             name: self.conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
             for name in tables
         }
+
+
+def _refuse_network_fs(p: Path, allow: bool | None) -> None:
+    """Refuse to write a workspace on NFS/SMB/SSHFS/... unless allowed (`db/mounts.py`).
+
+    Checked before anything is created or connected, so a refused open leaves no file.
+    """
+    if allow or (allow is None and network_fs_allowed()):
+        return
+    mount = network_filesystem(p)
+    if mount is not None:
+        raise WorkspaceError(
+            f"{p}: on a network file system ({mount.fstype} at {mount.mount_point}); "
+            "SQLite's WAL needs shared memory on one host and network file systems break "
+            "its locking, so two machines writing one workspace corrupt it: keep it on a "
+            "local disk (to spread runs over machines use --ray, which keeps the workspace "
+            "on the driver's local disk), or pass --allow-network-fs "
+            "(AMBISCOPE_ALLOW_NETWORK_FS=1) if only one machine ever writes it"
+        )
 
 
 def _writable(path: Path) -> bool:

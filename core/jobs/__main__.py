@@ -16,6 +16,8 @@ from ambiscope.core.jobs.kinds import JOB_MODULES_ENV
 from ambiscope.core.jobs.policy import normalise_endpoint
 from ambiscope.core.jobs.queue import DEFAULT_LEASE_S
 from ambiscope.core.jobs.worker import WorkerConfig, run_worker
+from ambiscope.db.errors import WorkspaceError
+from ambiscope.db.mounts import ALLOW_ENV, allow_network_fs
 
 
 def _endpoint(url: str) -> str:
@@ -84,6 +86,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         metavar="DIR",
         help="Let jobs read prompt files in this folder (the workspace's is always allowed).",
     )
+    parser.add_argument(
+        "--allow-network-fs",
+        action="store_true",
+        help="Write the workspace even on NFS/SMB/SSHFS (SQLite's locking breaks there: "
+        f"only if one machine writes it; also ${ALLOW_ENV}=1).",
+    )
     parser.add_argument("--heartbeat", dest="heartbeat_s", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--no-pid-check", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -92,8 +100,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = vars(parse_args(argv))
     db = args.pop("db")
+    if args.pop("allow_network_fs"):
+        allow_network_fs()
     config = WorkerConfig(pid_check=not args.pop("no_pid_check"), **args)
-    stats = run_worker(db, config)
+    try:
+        stats = run_worker(db, config)
+    except WorkspaceError as exc:  # missing, foreign, on a network file system: one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"worker finished: {stats.summary()}", file=sys.stderr)
     return 0
 
