@@ -98,10 +98,12 @@ def execution_needs(params: dict[str, Any]) -> Needs:
         if obj.get("api_key_env"):
             key_envs.append(str(obj["api_key_env"]))
         if obj.get("base_url") and obj.get("backend") not in LOCAL_BACKENDS:
-            try:
-                endpoints.append(normalise_endpoint(obj["base_url"]))
-            except ValueError:
-                endpoints.append(str(obj["base_url"]))
+            given = obj["base_url"]
+            for url in given if isinstance(given, list | tuple) else [given]:
+                try:  # every replica must be allowed, not just the first
+                    endpoints.append(normalise_endpoint(url))
+                except ValueError:
+                    endpoints.append(str(url))
     return Needs(
         remote_code,
         tuple(dict.fromkeys(endpoints)),

@@ -7,14 +7,22 @@ clips, never inside one), count outcomes and report progress. The per-clip work 
 its clip in ONE transaction, so a clip is either entirely stored or not at all; a clip
 whose audio cannot be read or whose backend call fails is recorded as failed with its
 reason (`attempt_clip`) and the run goes on.
+
+A backend that serves many requests at once (an HTTP endpoint) is kept busy by a
+*pipeline*: up to ``in_flight`` clips are computed on worker threads (model calls, parsing,
+aggregation; no database access), and this thread, the workspace's only writer, commits
+each finished clip in its own transaction as it arrives. Stopping lets the clips already
+in flight finish and commits them; clips not yet started are left for the next resume.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -67,6 +75,7 @@ class LoopResult:
     model_seconds: float = 0.0
     stopped: bool = False
     failures: list[tuple[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the user should know (skipped parts)
 
     @property
     def invalid(self) -> int:
@@ -115,6 +124,10 @@ def clip_audio(ds: Dataset, clip: Clip, backend: Backend) -> AudioInput:
     return AudioInput(loaded.samples, loaded.sample_rate, tuple(loaded.warnings))
 
 
+Commit = Callable[[], ClipOutcome]
+"""Writes one computed clip (or its failure) in one transaction, on the writer thread."""
+
+
 def attempt_clip(
     ws: Workspace, run: Run, clip: Clip, work: Callable[[ModelClock], ClipOutcome]
 ) -> ClipOutcome:
@@ -124,19 +137,38 @@ def attempt_clip(
     try:
         return work(clock)
     except (AudioError, BackendError) as exc:
-        text = str(exc).strip()
-        error = text.splitlines()[0] if text else type(exc).__name__
-        seconds = clock.elapsed()
-        with ws.transaction():
-            ws.set_run_clip(
-                run.id,
-                clip.id,
-                "failed",
-                error=error,
-                seconds=seconds,
-                model_seconds=clock.model_seconds,
-            )
-        return ClipOutcome(clip.id, False, seconds, clock.model_seconds, error=error)
+        return _record_failure(ws, run, clip, clock, exc)
+
+
+def attempt_compute(
+    ws: Workspace, run: Run, clip: Clip, compute: Callable[[ModelClock], Commit]
+) -> Commit:
+    """`compute(clock)` on a worker thread: the clip's model work, returning the commit
+    that writes it; unreadable audio or a backend failure returns the commit that records
+    the failure instead (the database is only touched by the writer)."""
+    clock = ModelClock()
+    try:
+        return compute(clock)
+    except (AudioError, BackendError) as exc:
+        return partial(_record_failure, ws, run, clip, clock, exc)
+
+
+def _record_failure(
+    ws: Workspace, run: Run, clip: Clip, clock: ModelClock, exc: Exception
+) -> ClipOutcome:
+    text = str(exc).strip()
+    error = text.splitlines()[0] if text else type(exc).__name__
+    seconds = clock.elapsed()
+    with ws.transaction():
+        ws.set_run_clip(
+            run.id,
+            clip.id,
+            "failed",
+            error=error,
+            seconds=seconds,
+            model_seconds=clock.model_seconds,
+        )
+    return ClipOutcome(clip.id, False, seconds, clock.model_seconds, error=error)
 
 
 def clear_clip(ws: Workspace, run: Run, clip: Clip) -> None:
@@ -175,6 +207,8 @@ def run_selected(
     should_stop: Callable[[], bool] | None = None,
     batch: int = 1,
     prepare: Callable[[list[Clip]], None] | None = None,
+    pipeline: Callable[[Clip], Commit] | None = None,
+    in_flight: int = 1,
 ) -> R:
     """Process the selected clips the run has not finished, in order, into `result`.
 
@@ -183,6 +217,8 @@ def run_selected(
     asked before each clip; `on_progress` hears after each. With ``batch`` > 1, the
     next ``batch`` clips are handed to ``prepare`` together first (e.g. to decode their
     candidates in one batch); each clip is still processed and written on its own.
+    With ``pipeline`` and ``in_flight`` > 1, clips are computed ``in_flight`` at a time on
+    worker threads and committed here as they finish (module docstring).
     """
     selected = (
         list(clip_ids)
@@ -193,17 +229,8 @@ def run_selected(
     todo = [c for c in selected if c not in done]
     result.total, result.skipped = len(selected), len(selected) - len(todo)
     started = time.perf_counter()
-    upcoming: list[Clip] = []
-    for index in range(len(todo)):
-        if should_stop is not None and should_stop():
-            result.stopped = True
-            break
-        if not upcoming:
-            upcoming = [ws.get_clip(c) for c in todo[index : index + max(1, batch)]]
-            if prepare is not None and len(upcoming) > 1:
-                prepare(upcoming)
-        clip = upcoming.pop(0)
-        outcome = process(clip)
+
+    def account(clip: Clip, outcome: ClipOutcome) -> None:
         result.processed += 1
         result.model_seconds += outcome.model_seconds
         if outcome.ok:
@@ -216,5 +243,54 @@ def run_selected(
             elapsed = time.perf_counter() - started
             done_now = result.skipped + result.processed
             on_progress(RunProgress(done_now, result.total, result.failed, elapsed, outcome))
+
+    def stop() -> bool:
+        if should_stop is not None and should_stop():
+            result.stopped = True
+        return result.stopped
+
+    if pipeline is not None and in_flight > 1:
+        _pipelined(ws, todo, pipeline, in_flight, account, stop)
+    else:
+        upcoming: list[Clip] = []
+        for index in range(len(todo)):
+            if stop():
+                break
+            if not upcoming:
+                upcoming = [ws.get_clip(c) for c in todo[index : index + max(1, batch)]]
+                if prepare is not None and len(upcoming) > 1:
+                    prepare(upcoming)
+            clip = upcoming.pop(0)
+            account(clip, process(clip))
     result.seconds = time.perf_counter() - started
     return result
+
+
+def _pipelined(
+    ws: Workspace,
+    todo: Sequence[int],
+    compute: Callable[[Clip], Commit],
+    in_flight: int,
+    account: Callable[[Clip, ClipOutcome], None],
+    stop: Callable[[], bool],
+) -> None:
+    """Keep ``in_flight`` clips computing; commit each as it finishes (this thread writes)."""
+    queue = iter(todo)
+    running: dict[Future[Commit], Clip] = {}
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="ambiscope-clip") as pool:
+
+        def submit() -> None:
+            clip_id = next(queue, None)
+            if clip_id is not None:
+                clip = ws.get_clip(clip_id)
+                running[pool.submit(compute, clip)] = clip
+
+        for _ in range(in_flight):
+            submit()
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                clip = running.pop(future)
+                account(clip, future.result()())
+                if not stop():
+                    submit()

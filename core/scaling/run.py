@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -42,10 +42,12 @@ from ambiscope.core.reference.human import load_human
 from ambiscope.core.reference.prediction_scores import ReferenceScorer
 from ambiscope.core.scaling.loop import (
     ClipOutcome,
+    Commit,
     LoopResult,
     ModelClock,
     RunProgress,
     attempt_clip,
+    attempt_compute,
     clear_clip,
     clip_audio,
     find_run,
@@ -69,12 +71,13 @@ class ExecutionOptions:
     dtype: str = "auto"
     trust_remote_code: bool = False
     revision: str | None = None
-    base_url: str | None = None
+    base_url: str | tuple[str, ...] | None = None  # several: replicas of one model
     api_key_env: str | None = None
     concurrency: int = 4
     timeout: float = 120.0
     batch_size: int | None = None
     batch_clips: int | None = None
+    logprobs: bool = True
 
     def execution_options(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(ExecutionOptions)}
@@ -304,6 +307,22 @@ def _verifier_scores(
     return scores
 
 
+def preflight(backend: Backend, verifier: Backend | None) -> None:
+    """Check the backends can serve the run before its row is created (an endpoint that is
+    down, refuses the key or does not serve the model stops here with one line)."""
+    for used in dict.fromkeys(b for b in (backend, verifier) if b is not None):
+        check = getattr(used, "preflight", None)
+        if check is not None:
+            check()
+
+
+def clips_in_flight(backend: Backend, verifier: Backend | None) -> int:
+    """Clips computed at once: what every backend of the run allows (an endpoint serves
+    many requests at once; a local model runs one clip at a time)."""
+    limits = [getattr(b, "clips_in_flight", 1) for b in (backend, verifier) if b is not None]
+    return max(1, min(int(x) for x in limits))
+
+
 def clips_per_batch(backend: Backend, spec: RunSpec) -> int:
     """Clips decoded together: a backend that batches clips says how many (the spec's
     ``batch_clips``, else what fits in free memory; 1 where its model cannot batch
@@ -341,10 +360,17 @@ def presample(ctx: RunContext, clips: list[Clip]) -> None:
 
 def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
     """Sample, parse, score and aggregate one clip, then write it in one transaction."""
-    return attempt_clip(ctx.ws, ctx.run, clip, partial(_sample_clip, ctx, clip))
+    return attempt_clip(ctx.ws, ctx.run, clip, lambda clock: _compute_clip(ctx, clip, clock)())
 
 
-def _sample_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> ClipOutcome:
+def compute_clip(ctx: RunContext, clip: Clip) -> Commit:
+    """`process_clip` split for the pipeline: the model work now (any thread), the write
+    later (the writer thread)."""
+    return attempt_compute(ctx.ws, ctx.run, clip, partial(_compute_clip, ctx, clip))
+
+
+def _compute_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> Commit:
+    """Everything of one clip but the database write, which the returned commit does."""
     labels = list(ctx.ds.label_set)
     transcript = clip.transcript if ctx.spec.transcript else None
     if clip.id in ctx.presampled:
@@ -399,23 +425,27 @@ def _sample_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> ClipOutcome:
     ]
     seconds = clock.elapsed()
     warnings = list(audio.warnings)
-    with ctx.ws.transaction():
-        clear_clip(ctx.ws, ctx.run, clip)
-        ctx.ws.add_samples(samples)
-        ctx.ws.add_predictions(predictions)
-        ctx.ws.set_run_clip(
-            ctx.run.id,
-            clip.id,
-            "done",
-            warnings=warnings,
-            label_loglik=None if loglik is None else codec.encode_dist(loglik),
-            seconds=seconds,
-            model_seconds=clock.model_seconds,
-        )
     n_valid = sum(p.valid for p in parsed)
-    return ClipOutcome(
-        clip.id, True, seconds, clock.model_seconds, len(parsed), n_valid, warnings=warnings
-    )
+
+    def commit() -> ClipOutcome:
+        with ctx.ws.transaction():
+            clear_clip(ctx.ws, ctx.run, clip)
+            ctx.ws.add_samples(samples)
+            ctx.ws.add_predictions(predictions)
+            ctx.ws.set_run_clip(
+                ctx.run.id,
+                clip.id,
+                "done",
+                warnings=warnings,
+                label_loglik=None if loglik is None else codec.encode_dist(loglik),
+                seconds=seconds,
+                model_seconds=clock.model_seconds,
+            )
+        return ClipOutcome(
+            clip.id, True, seconds, clock.model_seconds, len(parsed), n_valid, warnings=warnings
+        )
+
+    return commit
 
 
 @dataclass
@@ -450,17 +480,26 @@ def execute_run(
                 if spec.verifier == "self"
                 else stack.enter_context(using_backend(None, spec, spec.verifier))
             )
+        preflight(backend, verifier)
+        notes: list[str] = []
+        run_spec = spec
+        if spec.likelihood and not getattr(backend, "logprobs", True):
+            run_spec = replace(spec, likelihood=False)
+            notes.append("likelihood not computed: the backend runs without log-probabilities")
+        if verifier is not None and not getattr(verifier, "logprobs", True):
+            verifier = None
+            notes.append("verifier strategies skipped: the verifier needs log-probabilities")
         batch = clips_per_batch(backend, spec)
         run, created = find_or_create_run(ws, ds, spec, template, backend, batch)
         stored = run.config.get("clips_per_batch")
         if not created and spec.batch_clips is None and batch > 1 and isinstance(stored, int):
             batch = stored  # resume the way the run began (seeded draws depend on it)
         scorer = ReferenceScorer(load_human(ws, ds))
-        ctx = RunContext(ws, ds, run, spec, template, backend, verifier, scorer)
-        return run_selected(
+        ctx = RunContext(ws, ds, run, run_spec, template, backend, verifier, scorer)
+        result = run_selected(
             ws,
             ds,
-            RunResult(run, created),
+            RunResult(run, created, notes=notes),
             partial(process_clip, ctx),
             clip_ids=clip_ids,
             where=where,
@@ -469,4 +508,9 @@ def execute_run(
             should_stop=should_stop,
             batch=batch,
             prepare=partial(presample, ctx),
+            pipeline=partial(compute_clip, ctx),
+            in_flight=clips_in_flight(backend, verifier),
         )
+        for used in dict.fromkeys(b for b in (backend, verifier) if b is not None):
+            result.notes += getattr(used, "report", list)()
+        return result

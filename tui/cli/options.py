@@ -96,18 +96,40 @@ def _remember_db(ctx: click.Context, _param: click.Parameter, value: str | None)
     return ctx.meta.get(_DB_KEY) or Path(os.environ.get(DB_ENV) or DEFAULT_DB)
 
 
+def _allow_network_fs(_ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        from ambiscope.db.mounts import allow_network_fs
+
+        allow_network_fs()
+
+
 def db_option(func: F | None = None, *, expose_value: bool = True) -> Any:
     """`--db PATH`, accepted before and after the command name; passes `db: Path`.
 
     ``@db_option(expose_value=False)`` on commands that need no workspace keeps `--db`
-    valid in every position without handing them an unused argument.
+    valid in every position without handing them an unused argument. It brings the
+    other workspace-wide flag, `--allow-network-fs`, which every command that opens a
+    workspace needs in the same positions; it sets the process-wide permission
+    (`ambiscope.db.mounts.allow_network_fs`), so no command handles it.
     """
-    option = click.option(
-        "--db",
-        type=click.Path(dir_okay=False),
-        callback=_remember_db,
-        expose_value=expose_value,
-        help=f"Workspace file (SQLite; default ${DB_ENV} or ./{DEFAULT_DB}).",
+    option = option_group(
+        [
+            click.option(
+                "--db",
+                type=click.Path(dir_okay=False),
+                callback=_remember_db,
+                expose_value=expose_value,
+                help=f"Workspace file (SQLite; default ${DB_ENV} or ./{DEFAULT_DB}).",
+            ),
+            click.option(
+                "--allow-network-fs",
+                is_flag=True,
+                expose_value=False,
+                callback=_allow_network_fs,
+                help="Write the workspace even on NFS/SMB/SSHFS (SQLite's locking breaks "
+                "there: only if one machine writes it; also $AMBISCOPE_ALLOW_NETWORK_FS=1).",
+            ),
+        ]
     )
     return option if func is None else option(func)
 
@@ -176,10 +198,27 @@ def model_options(*, max_new_tokens: int, prompt_help: str) -> Callable[[F], F]:
             click.option("--dtype", default="auto", show_default=True),
             click.option("--trust-remote-code", is_flag=True, help="Allow the model's own code."),
             click.option(
-                "--base-url", help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1"
+                "--base-url",
+                multiple=True,
+                help="openai backend: the endpoint, e.g. http://127.0.0.1:8000/v1; repeat it "
+                "for replicas of the model (requests are spread over them).",
             ),
             click.option("--api-key-env", help="openai backend: NAME of the env var with the key."),
-            click.option("--concurrency", default=4, show_default=True),
+            click.option(
+                "--concurrency",
+                default=4,
+                show_default=True,
+                help="openai backend: requests in flight at once, across clips and replicas.",
+            ),
+            click.option(
+                "--no-logprobs",
+                "logprobs",
+                is_flag=True,
+                flag_value=False,
+                default=True,
+                help="openai backend: for APIs that refuse log-probabilities (BoN, the "
+                "verifier and the likelihood are then skipped).",
+            ),
             click.option("--timeout", default=120.0, show_default=True),
             click.option(
                 "--batch-clips",
@@ -217,11 +256,18 @@ sampling_options = option_group(
 """Every option of a run spec plus the clip selection (`sample`, `enqueue resample`)."""
 
 
+def base_urls(given: Any) -> str | tuple[str, ...] | None:
+    """``--base-url`` given 0, 1 or several times: None, the URL, or the replicas."""
+    urls = tuple(given) if isinstance(given, list | tuple) else ((given,) if given else ())
+    return None if not urls else urls[0] if len(urls) == 1 else urls
+
+
 def run_spec(kw: dict[str, Any]) -> tuple[Any, str | None, int | None]:
     """(RunSpec, where, limit) from `sampling_options`' values (consumed from `kw`)."""
     from ambiscope.core.scaling.run import RunSpec
 
     where, limit = kw.pop("where"), kw.pop("limit")
+    kw["base_url"] = base_urls(kw.get("base_url"))
     kw["likelihood"] = not kw.pop("no_likelihood")
     return RunSpec(**kw), where, limit
 

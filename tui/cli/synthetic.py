@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from ambiscope.tui.cli.options import (
+    base_urls,
     db_option,
     force_option,
     interrupted,
@@ -57,6 +58,7 @@ def annotate_synthetic(db: Path, **kw: Any) -> None:
     from ambiscope.db import Workspace
 
     where, limit, enqueue = kw.pop("where"), kw.pop("limit"), kw.pop("enqueue")
+    kw["base_url"] = base_urls(kw.get("base_url"))
     kw["bands"] = parse_bands(kw["bands"])
     kw["personas"] = parse_personas(kw["personas"])
     spec = SyntheticSpec(**kw)

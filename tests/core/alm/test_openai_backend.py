@@ -115,7 +115,7 @@ def test_sample_returns_the_wrapped_backends_candidates(server: ModelServer, tb:
         assert got.logprob_norm == pytest.approx(got.logprob / got.n_tokens)
     body = server.records[-1].body
     assert body["n"] == 4 and body["seed"] == 3 and body["logprobs"] is True
-    assert body["max_tokens"] == 6 and "top_p" not in body
+    assert body["max_tokens"] == 6 and body["top_p"] == 1.0  # explicit: no server default
     assert body["messages"][0] == {"role": "system", "content": PROMPT.system}
     audio_part, text_part = body["messages"][1]["content"]
     assert audio_part["type"] == "input_audio" and audio_part["input_audio"]["format"] == "wav"

@@ -59,7 +59,7 @@ import io
 import logging
 import math
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -88,6 +88,13 @@ from ambiscope.core.text import one_line
 log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000/v1"
+# `owned_by` of /models entries from servers that take vLLM's extra sampling parameters
+_EXTENDED_SERVERS = frozenset({"vllm", "sglang", "ambiscope"})
+
+
+def _served_models(body: Any) -> list[Mapping[str, Any]]:
+    data = body.get("data") if isinstance(body, Mapping) else None
+    return [m for m in data if isinstance(m, Mapping)] if isinstance(data, list) else []
 
 
 def encode_wav_base64(samples: np.ndarray, sample_rate: int) -> str:
@@ -113,12 +120,15 @@ class OpenAIBackend:
     Args:
         model_id: the model name the server knows (``model`` field of each request).
         base_url: the API root, e.g. ``http://127.0.0.1:8000/v1`` (default) or
-            ``https://api.example.com/v1``.
+            ``https://api.example.com/v1``; several roots = replicas of one model, which
+            share the requests (`transport.Transport`).
         api_key_env: NAME of the environment variable holding the API key (e.g.
             ``OPENAI_API_KEY``); ``None`` sends no key. A named but unset variable is a
             ModelLoadError at construction.
-        concurrency: most requests in flight at once from this backend (verify fans out
-            one request per candidate).
+        concurrency: most requests in flight at once from this backend, across clips (a
+            run computes this many clips at once, `clips_in_flight`) and replicas.
+        logprobs: ask for log-probabilities (``--no-logprobs`` for APIs that refuse them:
+            sampling still works; BoN, the verifier and the likelihood cannot).
         timeout: seconds per request (connect and each read).
         max_retries: retries after the first attempt on 429 / 5xx / connection errors.
         retry_base: first backoff in seconds (doubled each retry, jittered, capped 30 s).
@@ -131,7 +141,7 @@ class OpenAIBackend:
         self,
         model_id: str,
         *,
-        base_url: str | None = None,
+        base_url: str | Sequence[str] | None = None,
         api_key_env: str | None = None,
         concurrency: int = 4,
         timeout: float = 120.0,
@@ -139,6 +149,7 @@ class OpenAIBackend:
         retry_base: float = 0.5,
         sample_rate: int = 16000,
         max_audio_seconds: float | None = 30.0,
+        logprobs: bool = True,
     ) -> None:
         if not model_id:
             raise ModelLoadError("openai backend: empty model id")
@@ -149,6 +160,8 @@ class OpenAIBackend:
         if max_retries < 0:
             raise ValueError(f"max_retries must be >= 0, got {max_retries}")
         self.model_id = str(model_id)
+        self.logprobs = bool(logprobs)
+        self._server: Mapping[str, Any] | None = None  # the /models entry (preflight)
         self._http = Transport(
             base_url or DEFAULT_BASE_URL,
             api_key_env=api_key_env,
@@ -168,6 +181,46 @@ class OpenAIBackend:
         self._pool_lock = threading.Lock()
 
     # ------------------------------------------------------------------ protocol basics
+
+    @property
+    def clips_in_flight(self) -> int:
+        """Clips a run may compute at once: the endpoint serves requests concurrently."""
+        return self.concurrency
+
+    def preflight(self) -> None:
+        """Before a run is created: every replica answers ``/models`` and serves the model.
+
+        One line for each way this goes wrong (unreachable, key refused, model not served:
+        naming the models it serves), so a bad ``--base-url`` / ``-m`` / key never leaves a
+        run whose every clip failed.
+        """
+        for root in self._http.base_urls:
+            try:
+                body = self._http.request(
+                    "GET", "/models", None, retries=0, timeout=min(self.timeout, 10), root=root
+                )
+            except BackendError as exc:
+                text = str(exc)
+                if "HTTP 401" in text or "HTTP 403" in text:
+                    hint = f"the server refused the API key (--api-key-env {self.api_key_env})"
+                elif "HTTP " in text:
+                    hint = "it answered, but not like an OpenAI-compatible API"
+                else:
+                    hint = "is the server running and the URL right?"
+                raise ModelLoadError(f"cannot use {root}: {one_line(text, 200)} ({hint})") from None
+            served = _served_models(body)
+            match = next((m for m in served if m.get("id") == self.model_id), None)
+            if match is None:
+                names = ", ".join(str(m.get("id")) for m in served[:10]) or "none"
+                raise ModelLoadError(
+                    f"{root} does not serve model {self.model_id!r} (it serves: {names}); "
+                    "pass one of them with -m"
+                )
+            self._server = match
+
+    def report(self) -> list[str]:
+        """Lines for the end of a run: replicas that failed requests (retried elsewhere)."""
+        return self._http.replica_report()
 
     @property
     def sample_rate(self) -> int:
@@ -191,6 +244,9 @@ class OpenAIBackend:
             "max_audio_seconds": self.max_audio_seconds,
             "audio_encoding": "wav/pcm16 base64 input_audio",
             "score_labels": "approximate: first answer token's top-20 logprobs",
+            "base_urls": self._http.base_urls,
+            "logprobs": self.logprobs,
+            "sampling_extensions": self._extensions(),
             "server_model": None,
         }
         try:
@@ -233,10 +289,11 @@ class OpenAIBackend:
             n=params.n,
             temperature=params.temperature,
             max_tokens=params.max_new_tokens,
-            logprobs=True,
+            top_p=1.0 if params.top_p is None else params.top_p,
         )
-        if params.top_p is not None:
-            payload["top_p"] = params.top_p
+        if self.logprobs:
+            payload["logprobs"] = True
+        payload.update(self._extensions())
         if params.seed is not None:
             payload["seed"] = params.seed
         body = self._chat(payload)
@@ -258,6 +315,18 @@ class OpenAIBackend:
         return label_scores_from_top_logprobs(top, list(labels))
 
     # ------------------------------------------------------------------ helpers
+
+    def _extensions(self) -> dict[str, Any]:
+        """Neutral values of the sampling knobs outside OpenAI's API, for servers that take
+        them (vLLM, SGLang, ambiscope): otherwise vLLM applies the checkpoint's
+        generation_config.json (e.g. top_k=20, repetition_penalty=1.1) on top of the
+        request, and the endpoint samples another distribution than the transformers
+        backend (which ignores those defaults). Unknown servers get OpenAI's parameters
+        only (and may apply their own defaults; `describe` records which case it was)."""
+        owner = str((self._server or {}).get("owned_by", "")).lower()
+        if owner not in _EXTENDED_SERVERS:
+            return {}
+        return {"top_k": -1, "min_p": 0.0, "repetition_penalty": 1.0}
 
     def _yes_score(self, wav: str, prompt: ChatPrompt) -> float:
         p = yes_probability(self._first_token(wav, prompt))

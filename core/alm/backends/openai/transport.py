@@ -1,4 +1,4 @@
-"""HTTP for the OpenAI-compatible backend: JSON requests, retries with backoff, the API key.
+"""HTTP for the OpenAI-compatible backend: JSON requests, replicas, retries, the API key.
 
 Only the standard library (``http.client``): a fresh connection per exchange, so the
 transport is thread-safe without shared state; at most ``concurrency`` exchanges run at
@@ -26,7 +26,8 @@ import random
 import threading
 import time
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ambiscope.core.alm.base import BackendError, ModelLoadError
@@ -81,12 +82,31 @@ def _error_detail(raw: bytes) -> str:
     return one_line(raw[:200].decode("utf-8", "replace"))
 
 
+@dataclass
+class Replica:
+    """One API root of a (possibly replicated) deployment, with its live counters."""
+
+    base_url: str
+    url: urllib.parse.SplitResult
+    in_flight: int = 0
+    requests: int = 0
+    failures: int = 0
+    last_error: str | None = None
+
+
 class Transport:
-    """JSON over HTTP(S) to one API root, retried, at most ``concurrency`` at a time."""
+    """JSON over HTTP(S) to one or several API roots (replicas of one model).
+
+    At most ``concurrency`` exchanges are in flight in all. Each request goes to the
+    replica with the fewest requests in flight (ties: the least used so far), so data-
+    parallel servers share the load; a retryable failure (connection error, 429, 5xx) is
+    retried on another replica when there is one, and counted against the one that failed
+    (`replica_report`).
+    """
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         *,
         api_key_env: str | None,
         concurrency: int,
@@ -94,8 +114,12 @@ class Transport:
         max_retries: int,
         retry_base: float,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._url = self._parse_url(self.base_url)
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls:
+            raise ModelLoadError("openai backend: no base URL")
+        roots = list(dict.fromkeys(u.rstrip("/") for u in urls))
+        self.replicas = [Replica(root, self._parse_url(root)) for root in roots]
+        self.base_url = roots[0]
         self.api_key_env = api_key_env or None
         if self.api_key_env is not None:
             self._api_key()  # fail at construction, not on the first clip
@@ -103,6 +127,39 @@ class Transport:
         self.max_retries = int(max_retries)
         self.retry_base = float(retry_base)
         self._slots = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [r.base_url for r in self.replicas]
+
+    def replica_report(self) -> list[str]:
+        """One line per replica that failed requests (they were retried elsewhere)."""
+        if len(self.replicas) < 2:
+            return []
+        return [
+            f"replica {r.base_url}: {r.failures} of {r.requests} requests failed "
+            f"(last: {r.last_error})"
+            for r in self.replicas
+            if r.failures
+        ]
+
+    def _pick(self, avoid: Replica | None, root: str | None = None) -> Replica:
+        with self._lock:
+            pool = [r for r in self.replicas if r is not avoid] or self.replicas
+            if root is not None:
+                pool = [r for r in self.replicas if r.base_url == root.rstrip("/")]
+            replica = min(pool, key=lambda r: (r.in_flight, r.failures, r.requests))
+            replica.in_flight += 1
+            replica.requests += 1
+            return replica
+
+    def _release(self, replica: Replica, error: str | None) -> None:
+        with self._lock:
+            replica.in_flight -= 1
+            if error is not None:
+                replica.failures += 1
+                replica.last_error = error
 
     @staticmethod
     def _parse_url(base_url: str) -> urllib.parse.SplitResult:
@@ -140,22 +197,38 @@ class Transport:
         *,
         retries: int | None = None,
         timeout: float | None = None,
+        root: str | None = None,
     ) -> Any:
-        """JSON request with retries; returns the decoded body or raises BackendError."""
+        """JSON request with retries; returns the decoded body or raises BackendError.
+
+        ``root`` pins the request to one replica (health checks); else the least busy.
+        """
         data = json.dumps(payload).encode() if payload is not None else None
         retries = self.max_retries if retries is None else retries
-        what = f"{method} {self.base_url}{path}"
+        failed: Replica | None = None
         for attempt in range(retries + 1):
+            replica = self._pick(avoid=failed, root=root)
+            what = f"{method} {replica.base_url}{path}"
             try:
                 with self._slots:
-                    raw = self._attempt(method, path, data, timeout or self.timeout)
+                    raw = self._attempt(replica, method, path, data, timeout or self.timeout)
+                self._release(replica, None)
                 break
             except _HTTPFailure as exc:
+                self._release(replica, str(exc) if exc.retry else None)
                 if not exc.retry or attempt == retries:
                     suffix = f" (after {attempt + 1} attempts)" if attempt else ""
                     raise BackendError(f"{what}: {exc}{suffix}") from None
+                failed = replica
                 delay = self._backoff(attempt, exc.retry_after)
-                log.warning("%s: %s; retrying in %.2f s", what, exc, delay)
+                elsewhere = len(self.replicas) > 1
+                log.warning(
+                    "%s: %s; retrying %sin %.2f s",
+                    what,
+                    exc,
+                    "on another replica " if elsewhere else "",
+                    delay,
+                )
                 time.sleep(delay)
         try:
             return json.loads(raw)
@@ -168,9 +241,11 @@ class Transport:
         delay = random.uniform(ceiling / 2, ceiling)
         return max(delay, retry_after) if retry_after is not None else delay
 
-    def _attempt(self, method: str, path: str, data: bytes | None, timeout: float) -> bytes:
+    def _attempt(
+        self, replica: Replica, method: str, path: str, data: bytes | None, timeout: float
+    ) -> bytes:
         """One HTTP exchange on a fresh connection (thread-safe, no shared state)."""
-        url = self._url
+        url = replica.url
         cls = http.client.HTTPSConnection if url.scheme == "https" else http.client.HTTPConnection
         conn = cls(url.hostname or "", url.port, timeout=timeout)
         try:
