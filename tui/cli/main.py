@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import os
 import sqlite3
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -65,13 +66,6 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (WorkspaceError, ValueError, OSError) as exc:
-            if os.environ.get("AMBISCOPE_DEBUG"):
-                raise
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            if len(message) > MAX_MESSAGE:  # a 200,000-character field quoted back
-                message = message[:MAX_MESSAGE] + "..."
-            raise click.ClickException(message) from None
         except sqlite3.OperationalError as exc:
             # the backstop for a write outside Workspace.transaction(), which words these
             name = exc.sqlite_errorname
@@ -80,6 +74,24 @@ class LazyGroup(click.Group):
             db = _remember_db(ctx, None, None)  # type: ignore[arg-type]
             what = "disk full writing" if name == "SQLITE_FULL" else "read-only workspace:"
             raise click.ClickException(f"{what} {db}") from None
+        except Exception as exc:
+            if os.environ.get("AMBISCOPE_DEBUG") or not _expected(exc):
+                raise
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if len(message) > MAX_MESSAGE:  # a 200,000-character field quoted back
+                message = message[:MAX_MESSAGE] + "..."
+            raise click.ClickException(message) from None
+
+
+def _expected(exc: Exception) -> bool:
+    """Errors that are the user's input or environment, shown as one line: workspace and
+    value errors, OS errors, and a backend that cannot serve (endpoint down, model not
+    served). A backend error can only exist once its module is loaded, so `--help` stays
+    free of numpy."""
+    if isinstance(exc, WorkspaceError | ValueError | OSError):
+        return True
+    base = sys.modules.get("ambiscope.core.alm.base")
+    return base is not None and isinstance(exc, base.BackendError)
 
 
 @click.group(cls=LazyGroup, invoke_without_command=True)

@@ -47,8 +47,15 @@ def sample(db: Path, **kw: Any) -> None:
         )
         for key, error in result.failures[:5]:
             click.echo(f"  failed {key}: {error}", err=True)
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
         rows = evaluate(ws, spec.dataset, runs=[result.run.id], by="none")
         click.echo(format_table(rows, ("js", "bc", "accuracy")))
+    if result.failed:
+        raise click.ClickException(
+            f"{result.failed} clips failed; run the same command again to retry them "
+            "(finished clips are kept)"
+        )
 
 
 @click.command()
