@@ -4,9 +4,10 @@ Per clip (3 s of speech, eSpeak NG resampled to 16 kHz; noise if eSpeak is unava
 
 * **sampling** at each N of ``--ns`` (default 8 and 32): ``TransformersBackend.sample``
   (one prefill with the audio, KV cache expanded to N rows, one batched decode) vs plain
-  ``generate(num_return_sequences=N)`` (prefills N copies, re-encoding the audio N times)
-  vs N separate ``generate`` calls (what a naive loop does). Same GenerationConfig, same
-  seed; the bench checks that encode-once and num_return_sequences give the same tokens.
+  ``generate`` over N copies of the inputs (what ``num_return_sequences=N`` does: N
+  prefills, the audio encoded N times) vs N separate ``generate`` calls (what a naive loop
+  does). Same GenerationConfig and per-candidate sampler; the bench checks that encode-once
+  and the N-row generate give the same tokens.
   Target at N=32 >= 25x over num_return_sequences (issue 13; with 1 torch thread).
 * **likelihood vs vote**: ``score_labels`` over 6 labels (one prefill + one 6-row forward) vs
   the N-sample label-mode vote it replaces (one-word answers: ``--vote-tokens`` new
@@ -121,23 +122,31 @@ def interleaved(variants: dict[str, Callable[[], Any]], repeats: int) -> dict[st
 def plain_generate(
     backend: Any, audio: AudioInput, params: GenerationParams, calls: int = 1
 ) -> list[list[int]]:
-    """The baselines: processor + generate over the full inputs, N rows in one call
-    (num_return_sequences=N) or, with `calls` = N, one row per call."""
-    rows = []
-    for _ in range(calls):
-        rows += _generate(backend, audio, params, params.n // calls)
+    """The baselines: processor + generate over the full inputs (the audio encoded again for
+    every row), N rows in one call (what ``num_return_sequences=N`` does) or, with
+    `calls` = N, one row per call; the same per-candidate sampler as encode-once."""
+    rows, per_call = [], params.n // calls
+    for first in range(0, params.n, per_call):
+        rows += _generate(backend, audio, params, first, per_call)
     return rows
 
 
-def _generate(backend: Any, audio: AudioInput, params: GenerationParams, n: int) -> list[list[int]]:
+def _generate(
+    backend: Any, audio: AudioInput, params: GenerationParams, first: int, n: int
+) -> list[list[int]]:
     import torch
+    from transformers import LogitsProcessorList
+
+    from ambiscope.core.alm.backends.transformers.backend import repeat_rows
 
     inputs = backend.build_inputs(audio, PROMPT)
-    gc = backend.generation_config_for(params)
-    gc.num_return_sequences = n
-    torch.manual_seed(params.seed)
+    sampler = backend.sampler_for(params, params.seed, first, n)
     with torch.no_grad():
-        out = backend.lm.generate(**inputs, generation_config=gc)
+        out = backend.lm.generate(
+            **repeat_rows(inputs, n),
+            generation_config=backend.generation_config_for(params),
+            logits_processor=LogitsProcessorList([sampler]),
+        )
     prompt_len = inputs["input_ids"].shape[1]
     rows = []
     for seq in out[:, prompt_len:].tolist():

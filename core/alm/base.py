@@ -11,6 +11,7 @@ transformers backend, so the CLI and TUI start fast.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -56,8 +57,29 @@ class ChatPrompt:
     assistant_prefix: str = ""
 
 
+def derive_seed(*parts: int | str) -> int:
+    """A 31-bit seed from ``parts`` (a run's seed, a clip's key, a candidate's index).
+
+    The same parts give the same seed in any process on any machine, so a candidate's
+    randomness depends only on (run seed, clip key, candidate index): not on which engine
+    ran the clip (this process, a job worker, a Ray actor), on how many clips shared a
+    decode batch, or on how the rows were chunked.
+    """
+    words: list[int] = []
+    for part in parts:
+        if isinstance(part, str):
+            digest = hashlib.blake2b(part.encode(), digest_size=16).digest()
+            words += [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+        else:
+            words.append(int(part) & 0xFFFFFFFF)
+    return int(np.random.SeedSequence(words).generate_state(1)[0] % (2**31 - 1))
+
+
 @dataclass(frozen=True)
 class GenerationParams:
+    """How to decode one clip's candidates. ``seed`` is the clip's seed: candidate i of a
+    sampled clip draws from ``derive_seed(seed, i)`` alone (backends that can)."""
+
     n: int = 16
     temperature: float = 0.8
     top_p: float | None = None

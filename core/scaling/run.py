@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 
 from ambiscope.core.alm import BACKENDS, open_backend
-from ambiscope.core.alm.base import AudioInput, Backend, BackendError, Candidate, GenerationParams
+from ambiscope.core.alm.base import (
+    AudioInput,
+    Backend,
+    BackendError,
+    Candidate,
+    GenerationParams,
+    derive_seed,
+)
 from ambiscope.core.alm.parsing import Parsed, parse_answer
 from ambiscope.core.alm.prompts import (
     DEFAULT_TEMPLATES,
@@ -200,11 +207,8 @@ def find_or_create_run(
     backend: Backend,
     clips_per_batch: int = 1,
 ) -> tuple[Run, bool]:
-    """The run matching the spec's identity (resume), or a new one with full provenance.
-
-    ``clips_per_batch`` is recorded: seeded samples depend on how many clips shared a
-    decode batch (one RNG stream per batch), so a resumed run keeps the same value.
-    """
+    """The run matching the spec's identity (resume), or a new one with full provenance
+    (``clips_per_batch``, how the run began decoding, included)."""
     identity = spec.identity(template)
     digest = identity_hash(identity)
     found = find_run(ws, ds, digest)
@@ -218,6 +222,8 @@ def find_or_create_run(
         "model": described,
         "labels": list(ds.label_set),
         "clips_per_batch": clips_per_batch,
+        # a named convention: which random stream each candidate draws from
+        "seeding": "candidate i of clip k: derive_seed(derive_seed(run seed, k), i)",
         "versions": package_versions(),
         "git": _git_describe(),
     }
@@ -331,6 +337,15 @@ def clips_per_batch(backend: Backend, spec: RunSpec) -> int:
     return 1 if per_batch is None else int(per_batch(spec.params(), spec.batch_clips))
 
 
+def clip_params(spec: RunSpec, clip: Clip) -> GenerationParams:
+    """The clip's decoding parameters: its seed derives from the run's seed and the clip's
+    key (stable across workspaces and engines); backends derive each candidate's from it."""
+    params = spec.params()
+    if spec.seed is None:
+        return params
+    return replace(params, seed=derive_seed(spec.seed, clip.key))
+
+
 def presample(ctx: RunContext, clips: list[Clip]) -> None:
     """Decode the candidates of several clips in one batch (`Backend.sample_batch`).
 
@@ -350,7 +365,10 @@ def presample(ctx: RunContext, clips: list[Clip]) -> None:
         return
     started = time.perf_counter()
     try:
-        batches = ctx.backend.sample_batch(items, ctx.spec.params())  # type: ignore[attr-defined]
+        seeds = [clip_params(ctx.spec, clip).seed for clip in ready]
+        batches = ctx.backend.sample_batch(  # type: ignore[attr-defined]
+            items, ctx.spec.params(), seeds=seeds
+        )
     except BackendError:
         return
     share = (time.perf_counter() - started) / len(items)
@@ -380,7 +398,7 @@ def _compute_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> Commit:
         audio = clip_audio(ctx.ds, clip, ctx.backend)
         prompt = render(ctx.template, labels, transcript=transcript)
         with clock.timing():
-            cands = ctx.backend.sample(audio, prompt, ctx.spec.params())
+            cands = ctx.backend.sample(audio, prompt, clip_params(ctx.spec, clip))
     parsed = [parse_answer(c.text, labels, ctx.spec.mode) for c in cands]
     verifier_scores = _verifier_scores(ctx, clock, audio, parsed, transcript)
     loglik = None
@@ -491,9 +509,6 @@ def execute_run(
             notes.append("verifier strategies skipped: the verifier needs log-probabilities")
         batch = clips_per_batch(backend, spec)
         run, created = find_or_create_run(ws, ds, spec, template, backend, batch)
-        stored = run.config.get("clips_per_batch")
-        if not created and spec.batch_clips is None and batch > 1 and isinstance(stored, int):
-            batch = stored  # resume the way the run began (seeded draws depend on it)
         scorer = ReferenceScorer(load_human(ws, ds))
         ctx = RunContext(ws, ds, run, run_spec, template, backend, verifier, scorer)
         result = run_selected(

@@ -28,6 +28,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from transformers import LogitsProcessorList  # noqa: E402
+
+from ambiscope.core.alm.backends.transformers.backend import repeat_rows  # noqa: E402
 from ambiscope.core.alm.base import AudioInput, ChatPrompt, GenerationParams  # noqa: E402
 from ambiscope.core.alm.families import FAMILIES  # noqa: E402
 from ambiscope.core.alm.tiny import TinyUnavailable, build_tiny_model  # noqa: E402
@@ -141,10 +144,13 @@ def test_seeded_sampling_is_token_identical_to_generate(backend) -> None:
     cands = backend.sample(AUDIO, PROMPT, params)
     inputs = backend.build_inputs(AUDIO, PROMPT)
     gc = backend.generation_config_for(params)
-    gc.num_return_sequences = params.n
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(params.seed)
-        ref = backend.lm.generate(**inputs, generation_config=gc)
+    sampler = backend.sampler_for(params, params.seed, 0, params.n)
+    with torch.no_grad():
+        ref = backend.lm.generate(
+            **repeat_rows(inputs, params.n),
+            generation_config=gc,
+            logits_processor=LogitsProcessorList([sampler]),
+        )
     assert [c.extra["token_ids"] for c in cands] == _plain(
         backend, ref, inputs["input_ids"].shape[1]
     )

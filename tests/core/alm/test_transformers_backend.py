@@ -18,8 +18,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from transformers import LogitsProcessorList  # noqa: E402
+
 from ambiscope.core.alm.backends.transformers import backend as tb  # noqa: E402
-from ambiscope.core.alm.backends.transformers.backend import TransformersBackend  # noqa: E402
+from ambiscope.core.alm.backends.transformers.backend import (  # noqa: E402
+    TransformersBackend,
+    repeat_rows,
+)
 from ambiscope.core.alm.base import (  # noqa: E402
     AudioInput,
     Backend,
@@ -138,24 +143,24 @@ def test_greedy_encode_once_is_token_identical_to_plain_generate(backend) -> Non
     assert cands[0].extra["encode_once"] and cands[0].extra["search"] == "greedy"
 
 
-def test_seeded_sampling_equals_plain_generate_num_return_sequences(backend) -> None:
-    """Same seed, same RNG draws: encode-once samples == plain generate's, row for row.
-
-    Plain generate prefills N copies (re-encoding the audio N times) and samples all rows
-    together per step with one torch.multinomial call; encode-once does exactly the same
-    draws after its single prefill, so the tokens must agree exactly. The log-probs are
-    checked against generate's raw logits (log_softmax, no temperature).
-    """
+def test_seeded_sampling_equals_plain_generate_over_n_rows(backend) -> None:
+    """Plain generate over the full inputs (audio re-encoded per row) with the same
+    per-row sampler draws the same tokens: encode-once changes where the prompt's keys come
+    from, nothing else. The log-probs are checked against generate's raw logits
+    (log_softmax, no temperature)."""
     params = GenerationParams(n=6, temperature=0.9, top_p=0.95, max_new_tokens=12, seed=1234)
     cands = backend.sample(AUDIO, PROMPT, params)
     inputs = backend.build_inputs(AUDIO, PROMPT)
     gc = backend.generation_config_for(params)
-    gc.num_return_sequences = params.n
     gc.return_dict_in_generate = True
     gc.output_logits = True
-    torch.manual_seed(params.seed)
+    sampler = backend.sampler_for(params, params.seed, 0, params.n)
     with torch.no_grad():
-        ref = backend.lm.generate(**inputs, generation_config=gc)
+        ref = backend.lm.generate(
+            **repeat_rows(inputs, params.n),
+            generation_config=gc,
+            logits_processor=LogitsProcessorList([sampler]),
+        )
     prompt_len = inputs["input_ids"].shape[1]
     expected = _plain_tokens(backend, ref.sequences, prompt_len)
     assert _ids(cands) == expected
@@ -236,9 +241,9 @@ def test_audio_is_encoded_once_per_clip(backend, monkeypatch) -> None:
         assert rows == [1] and features == [1]
         rows.clear()
         gc = backend.generation_config_for(params)
-        gc.num_return_sequences = 5
         with torch.no_grad():
-            backend.lm.generate(**backend.build_inputs(clip, PROMPT), generation_config=gc)
+            inputs = repeat_rows(backend.build_inputs(clip, PROMPT), 5)
+            backend.lm.generate(**inputs, generation_config=gc)
         assert rows == [5]  # the baseline re-encodes the audio for every row
     finally:
         handle.remove()
@@ -269,22 +274,23 @@ def test_audio_at_another_rate_is_resampled(backend) -> None:
     assert len(cands) == 2
 
 
-def test_chunked_decoding_is_valid_and_reproducible(backend) -> None:
-    """batch_size < N decodes in chunks.
-
-    The RNG draws per step depend on the batch shape (generate samples a chunk's rows with
-    one multinomial call), so chunked samples are valid samples but not the unchunked ones;
-    a chunk as large as N reproduces the unchunked run exactly.
-    """
+def test_candidates_do_not_depend_on_chunks_n_or_the_global_rng(backend) -> None:
+    """Candidate i draws from derive_seed(clip seed, i) alone: decoding in chunks
+    (batch_size < N), asking for more candidates, or a disturbed global RNG change nothing."""
     params = GenerationParams(n=7, temperature=1.0, max_new_tokens=6, seed=11)
     whole = backend.sample(AUDIO, PROMPT, params)
-    backend.batch_size = 7
-    assert _ids(backend.sample(AUDIO, PROMPT, params)) == _ids(whole)
     backend.batch_size = 3
     chunked = backend.sample(AUDIO, PROMPT, params)
-    assert len(chunked) == 7 and chunked[0].extra["decode_batch"] == 3
-    assert all(math.isfinite(c.logprob) and c.n_tokens >= 1 for c in chunked)
-    assert _ids(backend.sample(AUDIO, PROMPT, params)) == _ids(chunked)
+    assert chunked[0].extra["decode_batch"] == 3 and _ids(chunked) == _ids(whole)
+    backend.batch_size = None
+    more = backend.sample(AUDIO, PROMPT, dataclasses.replace(params, n=10))
+    assert _ids(more)[:7] == _ids(whole)
+    state = torch.random.get_rng_state()
+    torch.manual_seed(999)
+    assert _ids(backend.sample(AUDIO, PROMPT, params)) == _ids(whole)
+    torch.random.set_rng_state(state)
+    other = backend.sample(AUDIO, PROMPT, dataclasses.replace(params, seed=12))
+    assert _ids(other) != _ids(whole)
 
 
 def test_out_of_memory_halves_the_batch(backend, monkeypatch) -> None:
@@ -527,16 +533,18 @@ def test_a_batch_of_clips_decodes_greedy_answers_equal_to_one_clip_at_a_time(bac
         assert many[0].extra["batch_clips"] == 4
 
 
-def test_a_batch_of_clips_samples_validly_and_reproducibly(backend) -> None:
+def test_a_batch_of_clips_samples_what_one_clip_at_a_time_samples(backend) -> None:
+    """Seeded samples too: each clip keeps its own seed, each candidate its own stream."""
     items = [(_noise(400 + i), PROMPT) for i in range(3)]
-    params = GenerationParams(n=4, temperature=1.0, max_new_tokens=6, seed=9)
-    first = backend.sample_batch(items, params)
-    assert [len(c) for c in first] == [4, 4, 4]
-    assert all(math.isfinite(c.logprob) and c.n_tokens >= 1 for cs in first for c in cs)
-    again = backend.sample_batch(items, params)
-    assert [[c.extra["token_ids"] for c in cs] for cs in again] == [
-        [c.extra["token_ids"] for c in cs] for cs in first
+    params = GenerationParams(n=4, temperature=1.0, max_new_tokens=6)
+    seeds = [9, 10, 11]
+    together = backend.sample_batch(items, params, seeds=seeds)
+    alone = [
+        backend.sample(audio, prompt, dataclasses.replace(params, seed=seed))
+        for (audio, prompt), seed in zip(items, seeds, strict=True)
     ]
+    assert [_ids(c) for c in together] == [_ids(c) for c in alone]
+    assert all(math.isfinite(c.logprob) and c.n_tokens >= 1 for cs in together for c in cs)
 
 
 def test_clips_per_batch_from_the_option_or_free_memory(backend, monkeypatch) -> None:

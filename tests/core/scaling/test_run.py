@@ -157,9 +157,9 @@ def test_batched_clips_store_what_one_clip_at_a_time_stores(
     batches: list[int] = []
     real = TransformersBackend.sample_batch
 
-    def spy(self, items, params):
+    def spy(self, items, params, seeds=None):
         batches.append(len(items))
-        return real(self, items, params)
+        return real(self, items, params, seeds)
 
     monkeypatch.setattr(TransformersBackend, "sample_batch", spy)
     stored = []
@@ -223,20 +223,22 @@ def test_each_clip_is_processed_and_encoded_once_per_run(ws, tiny_model_dir, mon
     assert verified  # the verifier ran on some clips' answers
 
 
-def test_a_resumed_run_batches_clips_as_it_began(ws, tiny_model_dir, monkeypatch):
-    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
-
-    batches: list[int] = []
-    real = TransformersBackend.sample_batch
-
-    def spy(self, items, params):
-        batches.append(len(items))
-        return real(self, items, params)
-
-    monkeypatch.setattr(TransformersBackend, "sample_batch", spy)
-    first = execute_run(ws, spec(tiny_model_dir, batch_clips=2), limit=2)
-    assert first.run.config["clips_per_batch"] == 2 and batches == [2]
-    batches.clear()
-    resumed = execute_run(ws, spec(tiny_model_dir), limit=6)  # no --batch-clips: as it began
-    assert resumed.run.id == first.run.id and resumed.processed == 4
-    assert batches == [2, 2]
+def test_seeded_candidates_do_not_depend_on_batching_or_order(demo_db, tmp_path, tiny_model_dir):
+    """Each candidate draws from (run seed, clip key, index): batched with other clips,
+    or the clips taken in another order, a clip gets the same candidates."""
+    stored = []
+    for batch, order in ((1, slice(None)), (3, slice(None, None, -1))):
+        copy = tmp_path / f"seeded{batch}.db"
+        shutil.copy(demo_db, copy)
+        with Workspace.open(copy) as workspace:
+            ids = sorted(c.id for c in workspace.clips(workspace.get_dataset("demo").id))[:5]
+            result = execute_run(
+                workspace,
+                spec(tiny_model_dir, temperature=1.0, batch_clips=batch),
+                clip_ids=ids[order],
+            )
+            assert result.run.config["seeding"].startswith("candidate i of clip k")
+            stored.append(
+                sorted((s.clip_id, s.idx, s.raw_text) for s in workspace.samples(result.run.id))
+            )
+    assert stored[0] == stored[1] and len(stored[0]) == 15

@@ -8,13 +8,14 @@ every row. This backend **encodes once, decodes N**:
 1. build the inputs with the processor (chat template + audio features);
 2. one forward pass over the prompt *minus its last token*, with the audio features, fills a
    KV cache of one row;
-3. the cache is copied and expanded to N rows (``Cache.batch_repeat_interleave``);
+3. the cache is expanded to N rows (views of the one row, `caches.expanded`);
 4. ``model.generate(input_ids=<full prompt repeated N times>, cache=<expanded cache>)``
    decodes the N continuations in one batch. ``generate`` sees a cache holding all but one
    prompt token, so its own prefill forwards only the last prompt token, and the audio
-   features are not passed at all: nothing can re-encode the audio. Because the sampling
-   loop, logits processors and RNG use are ``generate``'s own, a seeded run draws exactly
-   the tokens plain ``generate(num_return_sequences=N)`` draws (tests check this).
+   features are not passed at all: nothing can re-encode the audio. Because the decoding
+   loop and the logits processors (`RowSampler` included) are the ones plain
+   ``generate(num_return_sequences=N)`` runs with, a seeded run draws exactly its tokens
+   (tests check this).
 
 Label scoring and verifier scores reuse the same trick: one prefill of the shared prefix
 (system + audio + instruction), then all label continuations / verifier suffixes in one
@@ -26,9 +27,12 @@ weighted-BoN scores mean the same thing across temperatures. They are recorded b
 processor that runs before generate's temperature/top-p warpers and keeps one step of
 logits (O(N·V) memory instead of ``output_logits``' O(N·V·T)).
 
+Sampled candidate i of a clip draws from its own generator seeded ``derive_seed(clip seed,
+i)`` (`RowSampler`), so it does not depend on N, on chunking, on the clips batched with it
+or on the global RNG, whose state is never touched.
+
 Not thread-safe: one backend instance serves one thread (the worker runs clips
-sequentially). Seeded sampling forks the global torch RNG, so other code's RNG state is not
-disturbed.
+sequentially).
 """
 
 from __future__ import annotations
@@ -63,6 +67,7 @@ from ambiscope.core.alm.base import (
     ChatPrompt,
     GenerationParams,
     ModelLoadError,
+    derive_seed,
 )
 from ambiscope.core.alm.families import Family, build_messages, family_for
 from ambiscope.core.audio import resample
@@ -209,6 +214,9 @@ class _Head:
     text: str | None
     cache: Any
     logits: torch.Tensor
+    # position state the model keeps between calls (multimodal RoPE deltas), as the
+    # prefill left it: restored before continuing, whatever ran on the model since
+    positions: tuple[tuple[Any, Any], ...] = ()
 
     @property
     def length(self) -> int:
@@ -275,6 +283,72 @@ class _LogprobRecorder(LogitsProcessor):
         if not steps:
             return torch.zeros(new_tokens.shape, dtype=torch.float32)
         return torch.stack(steps, dim=1).float().cpu()
+
+
+class RowSampler(LogitsProcessor):
+    """Draws each row's next token with that row's own generator, inside ``generate``.
+
+    ``generate`` samples all rows of a batch from the global RNG in one call, so a
+    candidate's tokens would depend on which other rows shared its batch (N, chunking,
+    clips batched together) and on the RNG's history. Here row ``i`` draws from
+    ``torch.Generator`` seeded with ``seeds[i]`` (``derive_seed(clip seed, index)``), after
+    the same temperature and top-p as generate's warpers, and the chosen token is made
+    the only finite score, so ``generate`` runs greedy (``do_sample=False``) and keeps it.
+    Its log-probability is recorded before (`_LogprobRecorder`, raw logits). ``banned``
+    tokens (the audio placeholder) are never drawn: in an answer they mean nothing, and a
+    model fed its own placeholder back would look for audio features to put there.
+    """
+
+    def __init__(
+        self,
+        seeds: list[int],
+        temperature: float,
+        top_p: float | None,
+        banned: tuple[int, ...] = (),
+    ) -> None:
+        self.seeds = seeds
+        self.temperature = float(temperature)
+        self.top_p = 1.0 if top_p is None else float(top_p)
+        self.banned = list(banned)
+        self._generators: list[torch.Generator] | None = None
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if self._generators is None:
+            self._generators = [
+                torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds
+            ]
+        logits = scores.float() / self.temperature
+        if self.banned:
+            logits[:, self.banned] = -float("inf")
+        if self.top_p < 1.0:  # nucleus: drop the tail whose mass is <= 1 - top_p (keep one)
+            ordered, index = torch.sort(logits, descending=False)
+            tail = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - self.top_p
+            tail[:, -1] = False
+            logits = logits.masked_fill(tail.scatter(1, index, tail), -float("inf"))
+        probs = logits.softmax(dim=-1)
+        chosen = torch.cat(
+            [
+                torch.multinomial(probs[row], 1, generator=generator)
+                for row, generator in enumerate(self._generators)
+            ]
+        )
+        out = torch.full_like(scores, -float("inf"))
+        return out.scatter(1, chosen[:, None], 0.0)
+
+
+def repeat_rows(inputs: dict[str, Any], rows: int) -> dict[str, Any]:
+    """Processor inputs of one prompt repeated for ``rows`` rows (what
+    ``num_return_sequences`` does, which greedy ``generate`` refuses)."""
+    return {
+        k: v.repeat_interleave(rows, 0)
+        if isinstance(v, torch.Tensor) and v.shape[:1] == (1,)
+        else v
+        for k, v in inputs.items()
+    }
+
+
+def _row_seeds(seed: int, first: int, rows: int) -> list[int]:
+    return [derive_seed(seed, index) for index in range(first, first + rows)]
 
 
 class TransformersBackend:
@@ -741,6 +815,8 @@ class TransformersBackend:
             if not p.has_audio:
                 raise BackendError("internal error: a prompt without audio needs its clip's head")
             return self._forward_prefix(p.inputs, upto)
+        for module, value in head.positions:
+            module.rope_deltas = value
         if head.length == upto:
             return head.cache, head.logits
         ids = p.ids[:, head.length : upto]
@@ -788,7 +864,12 @@ class TransformersBackend:
                 self._tail_ok = self._tail_matches(p, length, p.text[cut:])
         cache, logits = self._forward_prefix(p.inputs, length)
         aligned = {k: v[:, :length] for k, v in self._token_aligned(p.inputs).items()}
-        head = _Head(p.key, p.ids[:, :length], aligned, text, cache, logits)
+        positions = tuple(
+            (m, m.rope_deltas)
+            for m in (self.lm, getattr(self.lm, "model", None))
+            if m is not None and hasattr(m, "rope_deltas")
+        )
+        head = _Head(p.key, p.ids[:, :length], aligned, text, cache, logits, positions)
         heads.append(head)
         return head
 
@@ -895,23 +976,28 @@ class TransformersBackend:
     # ------------------------------------------------------------------ sampling
 
     def generation_config_for(self, params: GenerationParams) -> GenerationConfig:
-        """The full sampling spec ``generate`` runs with (also used by tests as the reference).
+        """The decoding spec ``generate`` runs with (tests use it as the reference).
 
         Everything is explicit so neither the checkpoint's nor transformers' defaults
-        (top_k=50!) leak in: temperature 0 means greedy; top_k is off.
+        (top_k=50!) leak in. ``generate`` itself always decodes greedily: sampled runs add
+        `RowSampler` (`sampler_for`), which applies temperature and top-p (top_k is off)
+        and picks each row's token from the row's own seed.
         """
-        settings: dict[str, Any] = {
-            "max_new_tokens": params.max_new_tokens,
-            "eos_token_id": self._eos_ids,
-            "pad_token_id": self._pad_id,
-            "repetition_penalty": 1.0,
-            "do_sample": params.temperature > 0,
-        }
-        if params.temperature > 0:
-            settings["temperature"] = float(params.temperature)
-            settings["top_p"] = 1.0 if params.top_p is None else float(params.top_p)
-            settings["top_k"] = 0
-        return GenerationConfig(**settings)
+        return GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            eos_token_id=self._eos_ids,
+            pad_token_id=self._pad_id,
+            repetition_penalty=1.0,
+            do_sample=False,
+        )
+
+    def sampler_for(self, params: GenerationParams, seed: int, first: int, rows: int) -> RowSampler:
+        """The sampler of candidates ``first .. first + rows - 1`` of a clip seeded ``seed``."""
+        return self._sampler(params, _row_seeds(seed, first, rows))
+
+    def _sampler(self, params: GenerationParams, seeds: list[int]) -> RowSampler:
+        banned = () if self._audio_token_id is None else (self._audio_token_id,)
+        return RowSampler(seeds, params.temperature, params.top_p, banned)
 
     def sample(
         self, audio: AudioInput, prompt: ChatPrompt, params: GenerationParams
@@ -936,9 +1022,12 @@ class TransformersBackend:
         cache = self._prefill(p, p.length - 1)[0] if encode_once else None
 
         def run(chunk: int) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]]]:
-            with torch.random.fork_rng(devices=self._rng_devices()):
-                torch.manual_seed(seed)
-                return chunk, [self._decode(p, cache, k, gc) for k in _chunks(rows, chunk)]
+            parts, first = [], 0
+            for k in _chunks(rows, chunk):
+                sampler = None if greedy else self.sampler_for(params, seed, first, k)
+                parts.append(self._decode(p, cache, k, gc, sampler))
+                first += k
+            return chunk, parts
 
         chunk, parts = self._oom_retry(rows, run)
         extra = {
@@ -984,32 +1073,41 @@ class TransformersBackend:
         return params.search == "sample" and self.family.encode_once and not positions_per_clip
 
     def sample_batch(
-        self, items: list[tuple[AudioInput, ChatPrompt]], params: GenerationParams
+        self,
+        items: list[tuple[AudioInput, ChatPrompt]],
+        params: GenerationParams,
+        seeds: list[int | None] | None = None,
     ) -> list[list[Candidate]]:
         """`sample` for several clips, their candidates decoded in ONE batch.
 
         Each clip's prompt is prefilled on its own (one row, its audio encoded once) and
         the caches are stacked, left-padded to the longest prompt and masked, so the
         decode steps of all clips share one forward. Greedy answers equal one-clip calls;
-        seeded samples are valid samples but draw from one RNG stream for the batch.
+        seeded samples too, since every candidate draws from its own seed (``seeds``: each
+        clip's seed, else ``params.seed`` for all).
         """
+        per_clip = [
+            params if seed is None else dataclasses.replace(params, seed=seed)
+            for seed in (seeds or [None] * len(items))
+        ]
         if len(items) <= 1 or not self._batchable(params):
-            return [self.sample(audio, prompt, params) for audio, prompt in items]
+            return [self.sample(a, pr, pa) for (a, pr), pa in zip(items, per_clip, strict=True)]
         self._clips_kept = max(self._clips_kept, len(items))
         try:
             prompts = [self._encode(audio, prompt) for audio, prompt in items]
             if not all(self._can_encode_once(p) for p in prompts):
-                return [self.sample(audio, prompt, params) for audio, prompt in items]
-            return self._sample_many(prompts, params)
+                return [self.sample(a, pr, pa) for (a, pr), pa in zip(items, per_clip, strict=True)]
+            return self._sample_many(prompts, per_clip)
         except BackendError:
             raise
         except Exception as exc:
             raise BackendError(f"generation failed: {one_line(exc)}") from exc
 
     def _sample_many(
-        self, prompts: list[_Prompt], params: GenerationParams
+        self, prompts: list[_Prompt], per_clip: list[GenerationParams]
     ) -> list[list[Candidate]]:
-        seed = params.seed if params.seed is not None else secrets.randbelow(2**31)
+        params = per_clip[0]  # all but the seed are shared
+        seeds = [pa.seed if pa.seed is not None else secrets.randbelow(2**31) for pa in per_clip]
         greedy = params.temperature == 0
         rows = 1 if greedy else params.n
         width = max(p.length for p in prompts)
@@ -1020,29 +1118,31 @@ class TransformersBackend:
         for row, p in enumerate(prompts):
             ids[row, width - p.length :] = p.ids[0]
             mask[row, width - p.length :] = 1
-        recorder = _LogprobRecorder()
+        processors: list[LogitsProcessor] = [_LogprobRecorder()]
+        if not greedy:
+            row_seeds = [s for seed in seeds for s in _row_seeds(seed, 0, rows)]
+            processors.append(self._sampler(params, row_seeds))
         gc = self.generation_config_for(params)
         gc.return_dict_in_generate = True
-        with torch.random.fork_rng(devices=self._rng_devices()), torch.no_grad():
-            torch.manual_seed(seed)
+        with torch.no_grad():
             out = self.lm.generate(
                 input_ids=ids.repeat_interleave(rows, 0),
                 attention_mask=mask.repeat_interleave(rows, 0),
                 **{self._cache_kw: cache},
                 generation_config=gc,
-                logits_processor=transformers.LogitsProcessorList([recorder]),
+                logits_processor=transformers.LogitsProcessorList(processors),
             )
         new = out.sequences[:, width:].cpu()
-        logps = recorder.finish(new)
-        extra = {
-            "seed": seed,
-            "search": "greedy" if greedy else "sample",
-            "encode_once": True,
-            "decode_batch": rows * len(prompts),
-            "batch_clips": len(prompts),
-        }
+        logps = processors[0].finish(new)  # type: ignore[attr-defined]
         result = []
-        for i in range(len(prompts)):
+        for i, seed in enumerate(seeds):
+            extra = {
+                "seed": seed,
+                "search": "greedy" if greedy else "sample",
+                "encode_once": True,
+                "decode_batch": rows * len(prompts),
+                "batch_clips": len(prompts),
+            }
             part = slice(i * rows, (i + 1) * rows)
             cands = self._candidates(new[part], logps[part], extra)
             if greedy:
@@ -1060,24 +1160,22 @@ class TransformersBackend:
             return False
         return self._audio_token_id is None or int(ids[0, -1]) != self._audio_token_id
 
-    def _rng_devices(self) -> list[int]:
-        if self.device.type == "cuda":
-            index = self.device.index
-            return [index if index is not None else torch.cuda.current_device()]
-        return []
-
     def _decode(
-        self, p: _Prompt, cache: Any, rows: int, gc: GenerationConfig
+        self,
+        p: _Prompt,
+        cache: Any,
+        rows: int,
+        gc: GenerationConfig,
+        sampler: RowSampler | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode ``rows`` continuations; returns (new tokens [rows, T], log-probs [rows, T])."""
         recorder = _LogprobRecorder()
         gc = copy.deepcopy(gc)
         gc.return_dict_in_generate = True
-        if cache is None:
-            gc.num_return_sequences = rows
+        processors = [recorder] if sampler is None else [recorder, sampler]
         common = {
             "generation_config": gc,
-            "logits_processor": transformers.LogitsProcessorList([recorder]),
+            "logits_processor": transformers.LogitsProcessorList(processors),
         }
         with torch.no_grad():
             if cache is not None:
@@ -1085,8 +1183,8 @@ class TransformersBackend:
                 out = self.lm.generate(
                     **aligned, **{self._cache_kw: caches.expanded(cache, rows)}, **common
                 )
-            else:
-                out = self.lm.generate(**p.inputs, **common)
+            else:  # the full inputs, audio features included, once per row
+                out = self.lm.generate(**repeat_rows(p.inputs, rows), **common)
         new = out.sequences[:, p.length :].cpu()
         return new, recorder.finish(new)
 
