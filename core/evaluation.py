@@ -107,11 +107,20 @@ def evaluate_human(
 
 
 def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS) -> str:
-    """A fixed-width text table; best value per metric within each group is starred."""
+    """A fixed-width text table; best value per metric within each group is starred.
+
+    Strategies computed from approximations (``likelihood~``) are never starred, and a
+    line under the table says what the ``~`` means when one is shown.
+    """
     if not rows:
         return "no predictions to compare yet: run `ambiscope sample` first"
+    from ambiscope.core.scaling.strategies import approximate_strategies
+
+    approximate = approximate_strategies()
     best: dict[tuple[Any, str], float] = {}
     for row in rows:
+        if row["strategy"] in approximate:
+            continue
         for m in metrics:
             value = row.get(m)
             if value is None or np.isnan(value):
@@ -130,10 +139,13 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = SUMMARY_ME
             if value is None or np.isnan(value):
                 cells.append(f"{'n/a':>12}")
                 continue
-            star = "*" if best.get((row["group"], m)) == value else " "
+            starred = row["strategy"] not in approximate
+            star = "*" if starred and best.get((row["group"], m)) == value else " "
             cells.append(f"{value:>11.3f}{star}")
         lines.append(
             f"{str(row['run_label'])[:18]:<18} {row['strategy']:<10} "
             f"{str(row['group'])[:8]:<8} {row['n']:>6} " + " ".join(cells)
         )
+    if any(row["strategy"] in approximate for row in rows):
+        lines.append("~ = computed from approximate scores (not exact; never starred)")
     return "\n".join(lines)

@@ -261,6 +261,7 @@ class RunContext:
     backend: Backend
     verifier: Backend | None
     scorer: ReferenceScorer
+    likelihood_exact: bool = True  # False: the label scores feed `likelihood~`
     # candidates decoded ahead in a batch of clips: clip id -> (audio, candidates, seconds)
     presampled: dict[int, tuple[AudioInput, list[Candidate], float]] = field(default_factory=dict)
 
@@ -271,6 +272,7 @@ def _candidate_set(
     verifier: np.ndarray,
     loglik: np.ndarray | None,
     k: int,
+    exact: bool = True,
 ) -> CandidateSet:
     dists = np.zeros((len(parsed), k))
     for i, p in enumerate(parsed):
@@ -285,6 +287,7 @@ def _candidate_set(
         logprob_norm=lp,
         verifier=verifier,
         label_loglik=loglik,
+        likelihood_exact=exact,
     )
 
 
@@ -411,12 +414,13 @@ def _compute_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> Commit:
                 dtype=float,
             )
 
-    cs = _candidate_set(parsed, cands, verifier_scores, loglik, len(labels))
+    cs = _candidate_set(parsed, cands, verifier_scores, loglik, len(labels), ctx.likelihood_exact)
     strategies = applicable_strategies(
         ctx.spec.mode,
         has_logprobs=bool(np.isfinite(cs.logprob_norm).any()),
         has_verifier=ctx.verifier is not None,
-        has_likelihood=loglik is not None,
+        has_likelihood=loglik is not None and ctx.likelihood_exact,
+        has_likelihood_approx=loglik is not None and not ctx.likelihood_exact,
     )
     results = aggregate(cs, strategies, tau=ctx.spec.tau)
     predictions = [
@@ -501,16 +505,24 @@ def execute_run(
         preflight(backend, verifier)
         notes: list[str] = []
         run_spec = spec
-        if spec.likelihood and not getattr(backend, "logprobs", True):
+        scoring = getattr(backend, "label_scoring", None) or "exact"
+        if spec.likelihood and scoring == "none":
             run_spec = replace(spec, likelihood=False)
-            notes.append("likelihood not computed: the backend runs without log-probabilities")
+            notes.append("likelihood not computed: the backend gives no log-probabilities")
+        elif spec.likelihood and scoring == "approximate":
+            notes.append(
+                "label likelihoods are approximate here (the endpoint has no prompt "
+                "log-probs): stored as strategy likelihood~"
+            )
         if verifier is not None and not getattr(verifier, "logprobs", True):
             verifier = None
             notes.append("verifier strategies skipped: the verifier needs log-probabilities")
         batch = clips_per_batch(backend, spec)
         run, created = find_or_create_run(ws, ds, spec, template, backend, batch)
         scorer = ReferenceScorer(load_human(ws, ds))
-        ctx = RunContext(ws, ds, run, run_spec, template, backend, verifier, scorer)
+        ctx = RunContext(
+            ws, ds, run, run_spec, template, backend, verifier, scorer, scoring != "approximate"
+        )
         result = run_selected(
             ws,
             ds,

@@ -38,7 +38,7 @@ from ambiscope.core.registry import Registry
 
 Strategy = Callable[..., "np.ndarray | None"]
 
-NEEDS: tuple[str, ...] = ("logprobs", "verifier", "likelihood")
+NEEDS: tuple[str, ...] = ("logprobs", "verifier", "likelihood", "likelihood_approx")
 """What a strategy may need beyond the candidates' answers (`CandidateSet.has_<need>`)."""
 
 STRATEGIES: Registry[Strategy] = Registry("strategy")
@@ -73,6 +73,9 @@ class CandidateSet:
     logprob_norm: np.ndarray | None = None
     verifier: np.ndarray | None = None
     label_loglik: np.ndarray | None = None
+    # False when the backend could only approximate the label log-likelihoods (an endpoint
+    # with first-token top-k log-probs): they feed `likelihood~`, never `likelihood`
+    likelihood_exact: bool = True
 
     def __post_init__(self) -> None:
         dists = np.array(self.dists, dtype=np.float64)
@@ -151,6 +154,13 @@ class CandidateSet:
 
     @property
     def has_likelihood(self) -> bool:
+        return self.likelihood_exact and self._has_loglik()
+
+    @property
+    def has_likelihood_approx(self) -> bool:
+        return not self.likelihood_exact and self._has_loglik()
+
+    def _has_loglik(self) -> bool:
         return self.label_loglik is not None and not np.isnan(self.label_loglik).any()
 
 
@@ -179,6 +189,7 @@ def strategy(
     first_answer: bool = False,
     preference: int | None = None,
     default_curve: bool = False,
+    approximate: bool = False,
 ) -> Callable[[Strategy], Strategy]:
     """Register a strategy in `STRATEGIES`, declaring what it needs.
 
@@ -186,7 +197,9 @@ def strategy(
     report it; scalable: False when its value does not depend on N (no N-scaling curve);
     first_answer: it is "the first answer" (N = 1), the benchmark table's default baseline;
     preference: rank among the strategies shown first (lower first, None = never first);
-    default_curve: plotted in the report's N-scaling curves by default. Keyword-only
+    default_curve: plotted in the report's N-scaling curves by default; approximate: its
+    inputs are an approximation (named with a trailing ``~``, never starred as the best in
+    a table). Keyword-only
     parameters of the function (tau, eps, ...) become its tunable parameters.
     """
     needs, modes = tuple(needs), tuple(modes)
@@ -210,6 +223,7 @@ def strategy(
             params=params,
             preference=preference,
             default_curve=default_curve,
+            approximate=approximate,
         )
         return fn
 
@@ -389,8 +403,26 @@ def likelihood(cs: CandidateSet, *, temperature: float = 1.0) -> np.ndarray | No
     return _softmax(loglik / temperature)
 
 
+@strategy("likelihood~", needs=("likelihood_approx",), scalable=False, approximate=True)
+def likelihood_approx(cs: CandidateSet, *, temperature: float = 1.0) -> np.ndarray | None:
+    """`likelihood` over APPROXIMATE label scores (an endpoint without prompt log-probs:
+    each label scored by its first token's top-k log-probability, a floor for unlisted
+    ones); labels sharing a first token tie. Indicative only."""
+    exact = CandidateSet(cs.dists, cs.valid, cs.logprob_norm, cs.verifier, cs.label_loglik)
+    return likelihood(exact, temperature=temperature)
+
+
+def approximate_strategies() -> frozenset[str]:
+    """Strategies computed from approximations (tables mark them, never star them)."""
+    return frozenset(n for n in STRATEGIES.names() if STRATEGIES.meta(n).get("approximate"))
+
+
 def applicable_strategies(
-    mode: str, has_logprobs: bool, has_verifier: bool, has_likelihood: bool
+    mode: str,
+    has_logprobs: bool,
+    has_verifier: bool,
+    has_likelihood: bool,
+    has_likelihood_approx: bool = False,
 ) -> list[str]:
     """The strategies a run can report, in registration order (see `strategy`).
 
@@ -401,7 +433,12 @@ def applicable_strategies(
     """
     if mode not in MODES:
         raise ValueError(f"unknown output mode {mode!r} (expected {', '.join(MODES)})")
-    have = {"logprobs": has_logprobs, "verifier": has_verifier, "likelihood": has_likelihood}
+    have = {
+        "logprobs": has_logprobs,
+        "verifier": has_verifier,
+        "likelihood": has_likelihood,
+        "likelihood_approx": has_likelihood_approx,
+    }
     return [
         name
         for name in STRATEGIES.names()
@@ -477,7 +514,7 @@ def aggregate(
     """
     if strategies is None:
         strategies = applicable_strategies(
-            mode, cs.has_logprobs, cs.has_verifier, cs.has_likelihood
+            mode, cs.has_logprobs, cs.has_verifier, cs.has_likelihood, cs.has_likelihood_approx
         )
     out: dict[str, np.ndarray] = {}
     for name in _check(strategies, params):
@@ -508,6 +545,7 @@ def aggregate_many(
             any(cs.has_logprobs for cs in sets),
             any(cs.has_verifier for cs in sets),
             any(cs.has_likelihood for cs in sets),
+            any(cs.has_likelihood_approx for cs in sets),
         )
     names = _check(strategies, params)
     k = ks.pop() if ks else 0

@@ -108,6 +108,12 @@ def compare(
 @click.option("--dtype", default="auto", show_default=True)
 @click.option("--trust-remote-code", is_flag=True)
 @click.option("--api-key-env", help="Require `Authorization: Bearer $NAME` from clients.")
+@click.option(
+    "--served-model-name",
+    "served_names",
+    multiple=True,
+    help="Name clients must send as `model` (repeatable; default: MODEL as given).",
+)
 @db_option(expose_value=False)
 def serve_model(
     model: str,
@@ -117,12 +123,15 @@ def serve_model(
     dtype: str,
     trust_remote_code: bool,
     api_key_env: str | None,
+    served_names: tuple[str, ...],
 ) -> None:
     """Serve MODEL through an OpenAI-compatible /v1/chat/completions endpoint.
 
     Lets an ambiscope elsewhere sample a model loaded here with `--backend openai
     --base-url http://HOST:PORT/v1` (e.g. through an SSH port forward). Bound to
-    localhost by default.
+    localhost by default. Speaks vLLM's extensions ambiscope uses (prompt_logprobs,
+    continue_final_message, add_generation_prompt), so exact label scoring works
+    against it; GET /v1/ambiscope/in-flight reports the requests in flight.
     """
     from ambiscope.core.alm import BACKENDS
     from ambiscope.core.alm.base import BackendError
@@ -131,6 +140,8 @@ def serve_model(
     api_key = os.environ.get(api_key_env) if api_key_env else None
     if api_key_env and not api_key:
         raise click.ClickException(f"environment variable {api_key_env} is not set")
+    if any(not name.strip() for name in served_names):
+        raise click.BadParameter("must not be empty", param_hint="--served-model-name")
     warning = exposure_warning(host, api_key)
     if warning:
         click.echo(warning, err=True)
@@ -146,7 +157,10 @@ def serve_model(
             host,
             port,
             api_key=api_key,
-            on_ready=lambda url: click.echo(f"serving {model} at {url}", err=True),
+            model_name=list(served_names) or model,
+            on_ready=lambda url: click.echo(
+                f"serving {model} as {', '.join(served_names or (model,))} at {url}", err=True
+            ),
         )
     finally:
         backend.close()

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch")
@@ -182,3 +183,39 @@ def test_cli_run_with_failed_clips_exits_non_zero_and_says_how_to_resume(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 1
     assert "2 clips failed; run the same command again to retry them" in result.output
+
+
+def test_likelihood_over_http_is_exact_or_marked_approximate(ws: Workspace, serve, tb) -> None:
+    from ambiscope.core.alm.backends.openai import OpenAIBackend
+    from ambiscope.core.alm.prompts import label_scoring_prompt
+    from ambiscope.core.scaling.loop import clip_audio
+
+    exact_server = serve()
+    result = execute_run(ws, _spec(exact_server), limit=2)
+    assert "likelihood" in ws.strategies(result.run.id)
+    assert "likelihood~" not in ws.strategies(result.run.id)
+    ds = ws.get_dataset("demo")
+    clip = ws.get_clip(sorted(ws.run_clip_ids(result.run.id, status="done"))[0])
+    labels = list(ds.label_set)
+    want = tb.score_labels(
+        clip_audio(ds, clip, tb), label_scoring_prompt(labels, transcript=None), labels
+    )
+    row = ws.conn.execute(
+        "SELECT label_loglik FROM run_clips WHERE run_id = ? AND clip_id = ?",
+        (result.run.id, clip.id),
+    ).fetchone()
+    from ambiscope.db import codec
+
+    np.testing.assert_allclose(codec.decode_dist(row[0]), want, atol=1e-4)
+
+    # a server with first-token top-k log-probs only (serve-model over an openai backend)
+    relay = make_server(OpenAIBackend(exact_server.model_name, base_url=exact_server.url))
+    start_in_thread(relay)
+    try:
+        approx = execute_run(ws, _spec(relay, seed=7), limit=2)
+    finally:
+        relay.shutdown()
+        relay.server_close()
+    assert "likelihood~" in ws.strategies(approx.run.id)
+    assert "likelihood" not in ws.strategies(approx.run.id)
+    assert any("likelihood~" in note for note in approx.notes)

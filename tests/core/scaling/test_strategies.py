@@ -47,7 +47,22 @@ def test_registry_order():
         "wverifier",
         "dirichlet",
         "likelihood",
+        "likelihood~",
     )
+
+
+def test_approximate_label_scores_feed_only_likelihood_tilde():
+    """An endpoint's first-token approximation is never reported as the exact strategy."""
+    from ambiscope.core.scaling.strategies import aggregate, approximate_strategies
+
+    loglik = [-0.5, -1.5, -3.0]
+    exact = CandidateSet.from_labels([0, 1], 3, label_loglik=loglik)
+    approx = CandidateSet(exact.dists, exact.valid, label_loglik=loglik, likelihood_exact=False)
+    assert "likelihood" in aggregate(exact) and "likelihood~" not in aggregate(exact)
+    got = aggregate(approx)
+    assert "likelihood" not in got
+    np.testing.assert_allclose(got["likelihood~"], aggregate(exact)["likelihood"])
+    assert approximate_strategies() == {"likelihood~"}
 
 
 def test_declarations_drive_the_derived_lists():
@@ -263,3 +278,17 @@ def test_candidate_set_validation():
         CandidateSet(np.eye(2), verifier=[-0.1, 0.5])
     float32 = CandidateSet(np.array([[0.1, 0.2, 0.7]], dtype=np.float32))
     assert float32.dists.dtype == np.float64 and abs(float32.dists.sum() - 1) < 1e-15
+
+
+def test_tables_never_star_an_approximate_strategy_and_say_what_the_tilde_means():
+    from ambiscope.core.evaluation import format_table
+
+    rows = [
+        {"run_label": "r", "strategy": "vote", "group": "all", "n": 5, "js": 0.4},
+        {"run_label": "r", "strategy": "likelihood~", "group": "all", "n": 5, "js": 0.1},
+    ]
+    table = format_table(rows, ("js",))
+    lines = table.splitlines()
+    assert "0.400*" in next(line for line in lines if " vote " in line)
+    assert "*" not in next(line for line in lines if "likelihood~" in line)
+    assert lines[-1].startswith("~ = computed from approximate scores")

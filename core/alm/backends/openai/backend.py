@@ -33,8 +33,14 @@ What is exact and what is approximate, compared with the transformers backend:
   vocabulary; here spellings outside the top 20 are missed (their mass is tiny when a
   model answers Yes/No at all). When neither appears the score is NaN and a warning is
   logged (the verifier strategies skip NaN scores).
-* ``score_labels`` — an APPROXIMATION. The chat API cannot score an arbitrary
-  continuation, so one request (``max_tokens: 1``, ``top_logprobs: 20``) gives the first
+* ``score_labels`` — EXACT where the server returns vLLM's ``prompt_logprobs`` (vLLM,
+  ``ambiscope serve-model``): each label is sent as the assistant's finished answer and
+  the prompt log-probs of its tokens plus the end-of-turn token are summed, the tokens the
+  transformers backend scores (`likelihood`; K + 1 one-token requests per clip). Which
+  kind a server offers is probed once, in `preflight` (`label_scoring`). Where only
+  first-token top-k log-probs exist it is an APPROXIMATION (the run stores the strategy
+  as ``likelihood~``); where the server refuses log-probs it is not computed. The
+  approximation: one request (``max_tokens: 1``, ``top_logprobs: 20``) gives the first
   answer token's top-20 distribution, and each label is scored by the log-probability of
   *its first token*: the longest returned token that (normalised as above, case-insensitive)
   is a prefix of the label and at least ``min(3, len(label))`` characters long, summing the
@@ -66,6 +72,12 @@ from typing import Any
 import numpy as np
 
 from ambiscope.core.alm import BACKENDS
+from ambiscope.core.alm.backends.openai.likelihood import (
+    LabelScoring,
+    chat_payload,
+    exact_label_scores,
+    probe_label_scoring,
+)
 from ambiscope.core.alm.backends.openai.responses import (
     TOP_LOGPROBS,
     _candidate,
@@ -162,6 +174,9 @@ class OpenAIBackend:
         self.model_id = str(model_id)
         self.logprobs = bool(logprobs)
         self._server: Mapping[str, Any] | None = None  # the /models entry (preflight)
+        # exact / approximate / none: probed in preflight (a run names the strategy
+        # `likelihood` or `likelihood~` from it, or skips it)
+        self.label_scoring: LabelScoring | None = None if logprobs else "none"
         self._http = Transport(
             base_url or DEFAULT_BASE_URL,
             api_key_env=api_key_env,
@@ -217,6 +232,17 @@ class OpenAIBackend:
                     "pass one of them with -m"
                 )
             self._server = match
+        if self.label_scoring is None:
+            self.label_scoring = self._probe_label_scoring()
+
+    def _probe_label_scoring(self) -> LabelScoring:
+        """One or two one-token requests on 1 s of silence (any clip would do)."""
+        silence = encode_wav_base64(np.zeros(self.sample_rate, dtype=np.float32), self.sample_rate)
+        probe = ChatPrompt(user="Which emotion does the speaker express?")
+        try:
+            return probe_label_scoring(self._http, self.model_id, silence, probe)
+        except BackendError as exc:
+            raise ModelLoadError(f"cannot probe label scoring: {one_line(exc, 200)}") from None
 
     def report(self) -> list[str]:
         """Lines for the end of a run: replicas that failed requests (retried elsewhere)."""
@@ -243,7 +269,12 @@ class OpenAIBackend:
             "sample_rate": self.sample_rate,
             "max_audio_seconds": self.max_audio_seconds,
             "audio_encoding": "wav/pcm16 base64 input_audio",
-            "score_labels": "approximate: first answer token's top-20 logprobs",
+            "score_labels": {
+                "exact": "exact: prompt_logprobs of the label and the end-of-turn token",
+                "approximate": "approximate: first answer token's top-20 logprobs",
+                "none": "not computed: the server returns no logprobs",
+                None: "not probed (no preflight)",
+            }[self.label_scoring],
             "base_urls": self._http.base_urls,
             "logprobs": self.logprobs,
             "sampling_extensions": self._extensions(),
@@ -308,10 +339,18 @@ class OpenAIBackend:
         return np.asarray(scores, dtype=np.float64)
 
     def score_labels(self, audio: AudioInput, prompt: ChatPrompt, labels: list[str]) -> np.ndarray:
-        """APPROXIMATE label log-likelihoods from the first token's top-20 (module docstring)."""
+        """Label log-likelihoods: exact over prompt_logprobs, else the first-token
+        approximation (module docstring), as `label_scoring` says."""
         if not labels:
             return np.zeros(0, dtype=np.float64)
-        top = self._first_token(self._wav(audio), prompt)
+        if self.label_scoring == "none":
+            raise BackendError("the server returns no logprobs: labels cannot be scored")
+        wav = self._wav(audio)
+        if self.label_scoring == "exact":
+            # requests of other clips keep the endpoint busy (`clips_in_flight`); a clip's
+            # own K + 1 requests run one after another
+            return exact_label_scores(self._http, self.model_id, wav, prompt, labels)
+        top = self._first_token(wav, prompt)
         return label_scores_from_top_logprobs(top, list(labels))
 
     # ------------------------------------------------------------------ helpers
@@ -378,22 +417,9 @@ class OpenAIBackend:
         return self._payload_wav(self._wav(audio), prompt)
 
     def _payload_wav(self, wav: str, prompt: ChatPrompt) -> dict[str, Any]:
-        """The request skeleton; an assistant prefix uses vLLM's continue_final_message."""
-        messages: list[dict[str, Any]] = []
-        if prompt.system:
-            messages.append({"role": "system", "content": prompt.system})
-        user = [
-            {"type": "input_audio", "input_audio": {"data": wav, "format": "wav"}},
-            {"type": "text", "text": prompt.user},
-        ]
-        messages.append({"role": "user", "content": user})
-        payload: dict[str, Any] = {"model": self.model_id, "messages": messages}
-        if prompt.assistant_prefix:
-            # Not in OpenAI's API: vLLM/SGLang extension; hosted APIs reject it with a 400.
-            messages.append({"role": "assistant", "content": prompt.assistant_prefix})
-            payload["continue_final_message"] = True
-            payload["add_generation_prompt"] = False
-        return payload
+        """The request skeleton; an assistant prefix uses vLLM's continue_final_message
+        (not in OpenAI's API: hosted APIs reject it with a 400)."""
+        return chat_payload(self.model_id, wav, prompt)
 
     def _chat(self, payload: dict[str, Any]) -> Any:
         return self._http.request("POST", "/chat/completions", payload)
