@@ -128,7 +128,7 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = SUMMARY_ME
             key = (row["group"], m)
             better = max if METRICS.get(m).higher_is_better else min
             best[key] = value if key not in best else better(best[key], value)
-    head = f"{'run':<18} {'strategy':<10} {'group':<8} {'n':>6} " + " ".join(
+    head = f"{'run':<18} {'strategy':<11} {'group':<8} {'n':>6} " + " ".join(
         f"{m:>12}" for m in metrics
     )
     lines = [head, "-" * len(head)]
@@ -143,7 +143,7 @@ def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = SUMMARY_ME
             star = "*" if starred and best.get((row["group"], m)) == value else " "
             cells.append(f"{value:>11.3f}{star}")
         lines.append(
-            f"{str(row['run_label'])[:18]:<18} {row['strategy']:<10} "
+            f"{str(row['run_label'])[:18]:<18} {row['strategy']:<11} "
             f"{str(row['group'])[:8]:<8} {row['n']:>6} " + " ".join(cells)
         )
     if any(row["strategy"] in approximate for row in rows):
