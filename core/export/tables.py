@@ -45,7 +45,11 @@ from ambiscope.core.export.provenance import build_provenance
 from ambiscope.core.metrics import METRICS
 from ambiscope.core.metrics.bootstrap import CohortMember, check_metrics, evaluate_cohort
 from ambiscope.core.reference import reference_name
-from ambiscope.core.scaling.strategies import first_answer_strategies, strategy_rank
+from ambiscope.core.scaling.strategies import (
+    approximate_strategies,
+    first_answer_strategies,
+    strategy_rank,
+)
 from ambiscope.db import Dataset, Run, Workspace
 
 DEFAULT_METRICS: tuple[str, ...] = ("js", "bc", "r2_pearson", "accuracy", "macro_f1")
@@ -394,11 +398,14 @@ def _fmt(value: float, digits: int = 3) -> str:
 
 
 def _best(rows: Sequence[dict[str, Any]], metrics: Sequence[str]) -> set[tuple[int, str]]:
-    """(row index, metric) of the best displayed value per metric within dataset x group."""
+    """(row index, metric) of the best displayed value per metric within dataset x group;
+    strategies computed from approximations (``likelihood~``) are never the best."""
+    approximate = approximate_strategies()
     best: set[tuple[int, str]] = set()
     blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
     for i, row in enumerate(rows):
-        blocks[(row["dataset"], str(row["group"]))].append(i)
+        if row.get("strategy") not in approximate:
+            blocks[(row["dataset"], str(row["group"]))].append(i)
     for indices in blocks.values():
         for m in metrics:
             shown = {i: float(_fmt(rows[i][m])) for i in indices if _fmt(rows[i][m]) != "n/a"}
@@ -423,6 +430,8 @@ def _legend(table: BenchmarkTable, titles: Titles = _title, less: str = "<") -> 
     else:
         parts = ["Mean over clips (no bootstrap)"]
     parts.append("best per column within dataset and group marked")
+    if any(row.get("strategy") in approximate_strategies() for row in table.rows):
+        parts.append("~ marks strategies computed from approximate scores (never marked best)")
     if o.baseline and o.bootstrap:
         parts.append(
             f"* p {less} {SIGNIFICANCE} (paired bootstrap vs the run's {o.baseline} strategy, "

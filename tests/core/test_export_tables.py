@@ -354,3 +354,14 @@ def test_read_only_workspace_with_stale_votes_still_exports(demo_db: Path) -> No
     with Workspace.open(demo_db, readonly=True) as ws:
         table, prov = compute_benchmark(ws, runs=[1], options=TableOptions(bootstrap=0))
         assert table.rows and prov["counts"]["clips"] == {"demo": 60}
+
+
+def test_an_approximate_strategy_is_never_the_best_in_exported_tables() -> None:
+    from ambiscope.core.export.tables import _best
+
+    rows = [
+        {"dataset": "d", "group": "all", "strategy": "vote", "js": 0.40},
+        {"dataset": "d", "group": "all", "strategy": "likelihood", "js": 0.30},
+        {"dataset": "d", "group": "all", "strategy": "likelihood~", "js": 0.10},
+    ]
+    assert _best(rows, ["js"]) == {(1, "js")}
