@@ -290,10 +290,11 @@ class RowSampler(LogitsProcessor):
 
     ``generate`` samples all rows of a batch from the global RNG in one call, so a
     candidate's tokens would depend on which other rows shared its batch (N, chunking,
-    clips batched together) and on the RNG's history. Here row ``i`` draws from
-    ``torch.Generator`` seeded with ``seeds[i]`` (``derive_seed(clip seed, index)``), after
-    the same temperature and top-p as generate's warpers, and the chosen token is made
-    the only finite score, so ``generate`` runs greedy (``do_sample=False``) and keeps it.
+    clips batched together) and on the RNG's history. Here row ``i`` takes one uniform
+    draw per step from its own generator seeded with ``seeds[i]`` (``derive_seed(clip seed,
+    index)``) and inverts the CDF of the distribution after the same temperature and top-p
+    as generate's warpers (all rows at once); the chosen token is made the only finite
+    score, so ``generate`` runs greedy (``do_sample=False``) and keeps it.
     Its log-probability is recorded before (`_LogprobRecorder`, raw logits). ``banned``
     tokens (the audio placeholder) are never drawn: in an answer they mean nothing, and a
     model fed its own placeholder back would look for audio features to put there.
@@ -306,17 +307,12 @@ class RowSampler(LogitsProcessor):
         top_p: float | None,
         banned: tuple[int, ...] = (),
     ) -> None:
-        self.seeds = seeds
         self.temperature = float(temperature)
         self.top_p = 1.0 if top_p is None else float(top_p)
         self.banned = list(banned)
-        self._generators: list[torch.Generator] | None = None
+        self._generators = [np.random.default_rng(seed) for seed in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        if self._generators is None:
-            self._generators = [
-                torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds
-            ]
         logits = scores.float() / self.temperature
         if self.banned:
             logits[:, self.banned] = -float("inf")
@@ -325,15 +321,12 @@ class RowSampler(LogitsProcessor):
             tail = ordered.softmax(dim=-1).cumsum(dim=-1) <= 1 - self.top_p
             tail[:, -1] = False
             logits = logits.masked_fill(tail.scatter(1, index, tail), -float("inf"))
-        probs = logits.softmax(dim=-1)
-        chosen = torch.cat(
-            [
-                torch.multinomial(probs[row], 1, generator=generator)
-                for row, generator in enumerate(self._generators)
-            ]
-        )
+        cdf = logits.softmax(dim=-1).double().cumsum(dim=-1)
+        draws = [generator.random() for generator in self._generators]
+        u = torch.tensor(draws, dtype=torch.float64, device=cdf.device)[:, None] * cdf[:, -1:]
+        chosen = torch.searchsorted(cdf, u, right=True).clamp_(max=cdf.shape[1] - 1)
         out = torch.full_like(scores, -float("inf"))
-        return out.scatter(1, chosen[:, None], 0.0)
+        return out.scatter(1, chosen, 0.0)
 
 
 def repeat_rows(inputs: dict[str, Any], rows: int) -> dict[str, Any]:
