@@ -58,38 +58,12 @@ AUDIO = _audio()
 
 
 @pytest.fixture(scope="module")
-def tb(tiny_model_dir: Path) -> Iterator[Any]:
-    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
-
-    backend = TransformersBackend(str(tiny_model_dir), device="cpu")
-    yield backend
-    backend.close()
-
-
-@pytest.fixture(scope="module")
 def server(tb: Any) -> Iterator[ModelServer]:
     srv = make_server(tb, record=True)
     start_in_thread(srv)
     yield srv
     srv.shutdown()
     srv.server_close()
-
-
-@pytest.fixture
-def serve(tb: Any) -> Iterator[Callable[..., ModelServer]]:
-    """Start extra servers with failure-simulation options; all stopped after the test."""
-    started: list[ModelServer] = []
-
-    def start(**options: Any) -> ModelServer:
-        srv = make_server(tb, record=True, **options)
-        start_in_thread(srv)
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.shutdown()
-        srv.server_close()
 
 
 def client(srv: ModelServer, **kwargs: Any) -> OpenAIBackend:

@@ -13,7 +13,6 @@ import dataclasses
 import math
 import socket
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -48,20 +47,6 @@ def _audio() -> AudioInput:
 
 AUDIO = _audio()
 WAV = encode_wav_base64(AUDIO.samples, 16000)
-
-
-@pytest.fixture(scope="module")
-def tb(tiny_model_dir: Path) -> Iterator[Any]:
-    import torch
-
-    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    backend = TransformersBackend(str(tiny_model_dir), device="cpu")
-    yield backend
-    backend.close()
-    torch.set_num_threads(threads)
 
 
 def _start(backend: Any, **options: Any) -> ModelServer:

@@ -56,20 +56,6 @@ WAV = encode_wav_base64(AUDIO.samples, 16000)
 
 
 @pytest.fixture(scope="module")
-def tb(tiny_model_dir: Path) -> Iterator[Any]:
-    import torch
-
-    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    backend = TransformersBackend(str(tiny_model_dir), device="cpu")
-    yield backend
-    backend.close()
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
 def server(tb: Any) -> Iterator[ModelServer]:
     srv = make_server(tb, model_name=["tiny-a", "tiny-b"])
     start_in_thread(srv)

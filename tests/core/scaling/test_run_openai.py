@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import shutil
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,36 +24,6 @@ from ambiscope.core.alm.serve_openai import ModelServer, make_server, start_in_t
 from ambiscope.core.demo import DemoSpec, build_demo
 from ambiscope.core.scaling.run import RunSpec, execute_run
 from ambiscope.db import Workspace
-
-
-@pytest.fixture(scope="module")
-def tb(tiny_model_dir: Path) -> Iterator[Any]:
-    import torch
-
-    from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    backend = TransformersBackend(str(tiny_model_dir), device="cpu")
-    yield backend
-    backend.close()
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture
-def serve(tb: Any) -> Iterator[Callable[..., ModelServer]]:
-    started: list[ModelServer] = []
-
-    def start(**options: Any) -> ModelServer:
-        srv = make_server(tb, record=True, **options)
-        start_in_thread(srv)
-        started.append(srv)
-        return srv
-
-    yield start
-    for srv in started:
-        srv.shutdown()
-        srv.server_close()
 
 
 @pytest.fixture(scope="module")
