@@ -15,7 +15,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ambiscope.core.alm.tiny.common import INIT_RANGE, quiet_progress, qwen2_tokenizer, random_model
+from ambiscope.core.alm.tiny.common import (
+    INIT_RANGE,
+    qwen2_text_config,
+    qwen2_tokenizer,
+    random_model,
+    save_model,
+)
 
 # The processor chat template written by transformers' convert_audioflamingo3_to_hf.py (what
 # nvidia/audio-flamingo-3-hf ships): the audio part becomes ONE <sound> before the text, which
@@ -54,21 +60,13 @@ def _model_config(tokenizer):
     from transformers import AudioFlamingo3Config
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text_config = {
-        "model_type": "qwen2",
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 8192,
-        "tie_word_embeddings": False,
-        "initializer_range": INIT_RANGE,
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|im_end|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-    }
+    text_config = qwen2_text_config(
+        len(tokenizer),
+        bos=ids["<|endoftext|>"],
+        eos=ids["<|im_end|>"],
+        pad=ids["<|endoftext|>"],
+        max_positions=8192,
+    )
     audio_config = {
         "model_type": "audioflamingo3_encoder",
         "num_mel_bins": 128,
@@ -95,7 +93,6 @@ def build(out: Path, seed: int = 0) -> Path:
     from transformers import (
         AudioFlamingo3ForConditionalGeneration,
         AudioFlamingo3Processor,
-        GenerationConfig,
         WhisperFeatureExtractor,
     )
 
@@ -107,11 +104,7 @@ def build(out: Path, seed: int = 0) -> Path:
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     # The hub generation_config.json's token ids, minus its sampling defaults (ambiscope
     # passes the run's sampling parameters explicitly).
-    model.generation_config = GenerationConfig(
-        bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot
-    )
-    with quiet_progress():
-        model.save_pretrained(out)
+    save_model(model, out, bos_token_id=eot, eos_token_id=[im_end, eot], pad_token_id=eot)
     feature_extractor = WhisperFeatureExtractor(feature_size=128, return_attention_mask=True)
     processor = AudioFlamingo3Processor(
         feature_extractor=feature_extractor, tokenizer=tokenizer, chat_template=CHAT_TEMPLATE

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 # Larger than the usual 0.02 so the random model's next-token distributions are peaked
@@ -77,12 +77,25 @@ def vocab_and_merges(raw: Any) -> tuple[dict[str, int], list[tuple[str, str]]]:
     return raw.get_vocab(), merges
 
 
-def qwen2_tokenizer(special_tokens: Sequence[str], chat_template: str, *, eos: str, pad: str):
-    """A ``Qwen2Tokenizer`` over a freshly trained BPE, with the family's chat template."""
+def qwen2_tokenizer(
+    special_tokens: Sequence[str],
+    chat_template: str | None,
+    *,
+    eos: str,
+    pad: str,
+    named: Mapping[str, str] | None = None,
+    max_length: int = 32768,
+):
+    """A ``Qwen2Tokenizer`` over a freshly trained BPE with the family's special tokens.
+
+    ``named``: special tokens the tokenizer knows by attribute (``audio_token`` ...), as
+    the Omni hub tokenizers do; the other specials are added as additional ones.
+    ``chat_template=None`` leaves the template to the processor (``chat_template.json``).
+    """
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
     vocab, merges = vocab_and_merges(train_bpe(special_tokens))
-    extra = [t for t in special_tokens if t not in (eos, pad)]
+    extra: Any = dict(named) if named else [t for t in special_tokens if t not in (eos, pad)]
     tokenizer = Qwen2Tokenizer(
         vocab=vocab,
         merges=merges,
@@ -91,11 +104,36 @@ def qwen2_tokenizer(special_tokens: Sequence[str], chat_template: str, *, eos: s
         eos_token=eos,
         pad_token=pad,
         extra_special_tokens=extra,
-        model_max_length=32768,
+        model_max_length=max_length,
         clean_up_tokenization_spaces=False,
     )
-    tokenizer.chat_template = chat_template
+    if named:
+        others = [t for t in special_tokens if t not in named.values()]
+        tokenizer.add_special_tokens({"additional_special_tokens": others})
+    if chat_template is not None:
+        tokenizer.chat_template = chat_template
     return tokenizer
+
+
+def qwen2_text_config(
+    vocab_size: int, *, bos: int, eos: int, pad: int, max_positions: int
+) -> dict[str, Any]:
+    """The tiny Qwen2 decoder behind Qwen2-Audio and Audio Flamingo 3 (64 wide, 2 layers)."""
+    return {
+        "model_type": "qwen2",
+        "vocab_size": vocab_size,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": max_positions,
+        "tie_word_embeddings": False,
+        "initializer_range": INIT_RANGE,
+        "bos_token_id": bos,
+        "eos_token_id": eos,
+        "pad_token_id": pad,
+    }
 
 
 @contextlib.contextmanager
@@ -110,6 +148,16 @@ def quiet_progress() -> Iterator[None]:
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def save_model(model: Any, out: Any, **generation: Any) -> None:
+    """Save a tiny model with its ``generation_config.json`` (the hub file's token ids,
+    never its sampling defaults: ambiscope passes the run's sampling explicitly)."""
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(**generation)
+    with quiet_progress():
+        model.save_pretrained(out)
 
 
 def random_model(model_class: Any, config: Any, seed: int) -> Any:

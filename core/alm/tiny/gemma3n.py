@@ -24,8 +24,8 @@ from ambiscope.core.alm.tiny import TinyUnavailable
 from ambiscope.core.alm.tiny.common import (
     INIT_RANGE,
     WORDS,
-    quiet_progress,
     random_model,
+    save_model,
     vocab_and_merges,
 )
 
@@ -238,7 +238,6 @@ def write_checkpoint(out: Path, seed: int = 0) -> Path:
         Gemma3nAudioFeatureExtractor,
         Gemma3nForConditionalGeneration,
         Gemma3nProcessor,
-        GenerationConfig,
         SiglipImageProcessorPil,
     )
 
@@ -247,11 +246,7 @@ def write_checkpoint(out: Path, seed: int = 0) -> Path:
     ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<bos>", "<eos>", "<end_of_turn>", "<pad>")]
     bos, eos, eot, pad = ids
     # Like gemma-3n-E2B-it's generation_config.json minus its sampling defaults.
-    model.generation_config = GenerationConfig(
-        bos_token_id=bos, eos_token_id=[eos, eot], pad_token_id=pad
-    )
-    with quiet_progress():
-        model.save_pretrained(out)
+    save_model(model, out, bos_token_id=bos, eos_token_id=[eos, eot], pad_token_id=pad)
     image_processor = SiglipImageProcessorPil(
         size={"height": 768, "width": 768},
         image_mean=[0.5, 0.5, 0.5],

@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ambiscope.core.alm.tiny.common import (
     INIT_RANGE,
-    quiet_progress,
     random_model,
+    save_model,
     train_bpe,
     vocab_and_merges,
 )
@@ -170,7 +170,6 @@ def build(out: Path, seed: int = 0) -> Path:
     the build works without torchaudio. Deterministic for a seed.
     """
     from transformers import (
-        GenerationConfig,
         GraniteSpeechForConditionalGeneration,
         GraniteSpeechProcessor,
     )
@@ -182,9 +181,7 @@ def build(out: Path, seed: int = 0) -> Path:
     tokenizer = _hf_tokenizer()
     model = random_model(GraniteSpeechForConditionalGeneration, _model_config(tokenizer), seed)
     eot = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
-    model.generation_config = GenerationConfig(bos_token_id=eot, eos_token_id=eot, pad_token_id=eot)
-    with quiet_progress():
-        model.save_pretrained(out)
+    save_model(model, out, bos_token_id=eot, eos_token_id=eot, pad_token_id=eot)
     processor = GraniteSpeechProcessor(
         audio_processor=TorchGraniteSpeechFeatureExtractor(),
         tokenizer=tokenizer,

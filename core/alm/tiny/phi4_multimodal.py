@@ -19,8 +19,8 @@ from pathlib import Path
 
 from ambiscope.core.alm.tiny.common import (
     INIT_RANGE,
-    quiet_progress,
     random_model,
+    save_model,
     train_bpe,
     vocab_and_merges,
 )
@@ -130,7 +130,6 @@ def build(out: Path, seed: int = 0) -> Path:
     processor config, so load it with the family's processor assembly.
     """
     from transformers import (
-        GenerationConfig,
         Phi4MultimodalFeatureExtractor,
         Phi4MultimodalForCausalLM,
     )
@@ -144,11 +143,7 @@ def build(out: Path, seed: int = 0) -> Path:
     eot = tokenizer.convert_tokens_to_ids(END_OF_TEXT)
     end = tokenizer.convert_tokens_to_ids(END)
     # Like the hub's generation_config.json: stop on <|endoftext|> and <|end|>.
-    model.generation_config = GenerationConfig(
-        bos_token_id=eot, eos_token_id=[eot, end], pad_token_id=eot
-    )
-    with quiet_progress():
-        model.save_pretrained(out)
+    save_model(model, out, bos_token_id=eot, eos_token_id=[eot, end], pad_token_id=eot)
     processor = Phi4MultimodalAudioProcessor(
         audio_processor=Phi4MultimodalFeatureExtractor(),
         tokenizer=tokenizer,

@@ -23,7 +23,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ambiscope.core.alm.tiny.common import INIT_RANGE, quiet_progress, random_model, train_bpe
+from ambiscope.core.alm.tiny.common import (
+    INIT_RANGE,
+    qwen2_tokenizer,
+    random_model,
+    save_model,
+)
 
 # Qwen/Qwen2.5-Omni-7B's chat template, verbatim (its chat_template.json).
 CHAT_TEMPLATE = (
@@ -102,26 +107,14 @@ def tokenizer():
 
     No chat template: as on the hub, the template is the processor's (``chat_template.json``).
     """
-    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
-
-    from ambiscope.core.alm.tiny.common import vocab_and_merges
-
-    vocab, merges = vocab_and_merges(train_bpe(SPECIAL_TOKENS))
-    tok = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=dict(NAMED_TOKENS),
-        model_max_length=32768,
-        clean_up_tokenization_spaces=False,
+    return qwen2_tokenizer(
+        SPECIAL_TOKENS,
+        None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        named=NAMED_TOKENS,
+        max_length=32768,
     )
-    tok.add_special_tokens(
-        {"additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in NAMED_TOKENS.values()]}
-    )
-    return tok
 
 
 def feature_extractor():
@@ -264,18 +257,19 @@ def build(out: Path, seed: int = 0) -> Path:
     import json
 
     import torch
-    from transformers import GenerationConfig, Qwen2_5OmniForConditionalGeneration
+    from transformers import Qwen2_5OmniForConditionalGeneration
 
     tok = tokenizer()
     config = _config(tok)
     model = random_model(Qwen2_5OmniForConditionalGeneration, config, seed)
     ids = _ids(tok)
     # Like the hub generation_config.json: stop at <|im_end|> or <|endoftext|>.
-    model.generation_config = GenerationConfig(
-        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]], pad_token_id=ids["<|endoftext|>"]
+    save_model(
+        model,
+        out,
+        eos_token_id=[ids["<|im_end|>"], ids["<|endoftext|>"]],
+        pad_token_id=ids["<|endoftext|>"],
     )
-    with quiet_progress():
-        model.save_pretrained(out)
     dit = config.token2wav_config.dit_config
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

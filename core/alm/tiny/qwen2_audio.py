@@ -21,7 +21,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ambiscope.core.alm.tiny.common import INIT_RANGE, quiet_progress, qwen2_tokenizer, random_model
+from ambiscope.core.alm.tiny.common import (
+    INIT_RANGE,
+    qwen2_text_config,
+    qwen2_tokenizer,
+    random_model,
+    save_model,
+)
 
 # Qwen2-Audio-7B-Instruct's template, restructured only to test the content part's `type`
 # (the HF chat format) besides the legacy `audio`/`audio_url` keys.
@@ -68,21 +74,13 @@ def _model_config(tokenizer):
     from transformers import Qwen2AudioConfig
 
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text_config = {
-        "model_type": "qwen2",
-        "vocab_size": len(tokenizer),
-        "hidden_size": 64,
-        "intermediate_size": 128,
-        "num_hidden_layers": 2,
-        "num_attention_heads": 4,
-        "num_key_value_heads": 2,
-        "max_position_embeddings": 4096,
-        "tie_word_embeddings": False,
-        "initializer_range": INIT_RANGE,
-        "bos_token_id": ids["<|endoftext|>"],
-        "eos_token_id": ids["<|endoftext|>"],
-        "pad_token_id": ids["<|endoftext|>"],
-    }
+    text_config = qwen2_text_config(
+        len(tokenizer),
+        bos=ids["<|endoftext|>"],
+        eos=ids["<|endoftext|>"],
+        pad=ids["<|endoftext|>"],
+        max_positions=4096,
+    )
     audio_config = {
         "model_type": "qwen2_audio_encoder",
         "num_mel_bins": 128,
@@ -109,7 +107,6 @@ def build(out: Path, seed: int = 0) -> Path:
     weights come from ``torch.manual_seed`` inside a forked RNG.
     """
     from transformers import (
-        GenerationConfig,
         Qwen2AudioForConditionalGeneration,
         Qwen2AudioProcessor,
         WhisperFeatureExtractor,
@@ -121,11 +118,7 @@ def build(out: Path, seed: int = 0) -> Path:
     eot = tokenizer.convert_tokens_to_ids("<|endoftext|>")
     # Like Qwen2-Audio-7B-Instruct's generation_config.json, minus its sampling defaults
     # (top_k=20, top_p=0.5, repetition_penalty=1.1): ambiscope passes those explicitly.
-    model.generation_config = GenerationConfig(
-        bos_token_id=eot, eos_token_id=[eot, im_end], pad_token_id=eot
-    )
-    with quiet_progress():
-        model.save_pretrained(out)
+    save_model(model, out, bos_token_id=eot, eos_token_id=[eot, im_end], pad_token_id=eot)
     feature_extractor = WhisperFeatureExtractor(
         feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30, n_fft=400
     )

@@ -19,10 +19,9 @@ from pathlib import Path
 
 from ambiscope.core.alm.tiny.common import (
     INIT_RANGE,
-    quiet_progress,
+    qwen2_tokenizer,
     random_model,
-    train_bpe,
-    vocab_and_merges,
+    save_model,
 )
 
 # The Qwen3-Omni chat format for the content parts ambiscope sends (system text, audio,
@@ -85,24 +84,14 @@ def tokenizer():
 
     No chat template: as on the hub, the template is the processor's (``chat_template.json``).
     """
-    from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
-
-    vocab, merges = vocab_and_merges(train_bpe(SPECIAL_TOKENS))
-    tok = Qwen2Tokenizer(
-        vocab=vocab,
-        merges=merges,
-        unk_token=None,
-        bos_token=None,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        extra_special_tokens=dict(NAMED_TOKENS),
-        model_max_length=65536,
-        clean_up_tokenization_spaces=False,
+    return qwen2_tokenizer(
+        SPECIAL_TOKENS,
+        None,
+        eos="<|im_end|>",
+        pad="<|endoftext|>",
+        named=NAMED_TOKENS,
+        max_length=65536,
     )
-    tok.add_special_tokens(
-        {"additional_special_tokens": [t for t in SPECIAL_TOKENS if t not in NAMED_TOKENS.values()]}
-    )
-    return tok
 
 
 def feature_extractor():
@@ -256,15 +245,13 @@ def build(out: Path, seed: int = 0) -> Path:
     """Write a random-weight Qwen3-Omni checkpoint (hub layout) to ``out``; return it."""
     import json
 
-    from transformers import GenerationConfig, Qwen3OmniMoeForConditionalGeneration
+    from transformers import Qwen3OmniMoeForConditionalGeneration
 
     tok = tokenizer()
     model = random_model(Qwen3OmniMoeForConditionalGeneration, _config(tok), seed)
     im_end = int(tok.convert_tokens_to_ids("<|im_end|>"))
     eot = int(tok.convert_tokens_to_ids("<|endoftext|>"))
-    model.generation_config = GenerationConfig(eos_token_id=[im_end, eot], pad_token_id=eot)
-    with quiet_progress():
-        model.save_pretrained(out)
+    save_model(model, out, eos_token_id=[im_end, eot], pad_token_id=eot)
     tok.save_pretrained(out)
     feature_extractor().save_pretrained(out)
     pre = out / "preprocessor_config.json"

@@ -23,7 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from ambiscope.core.alm.tiny import TinyUnavailable
-from ambiscope.core.alm.tiny.common import INIT_RANGE, WORDS, quiet_progress, random_model
+from ambiscope.core.alm.tiny.common import (
+    INIT_RANGE,
+    WORDS,
+    random_model,
+    save_model,
+)
 
 # Tekken's pre-tokenizer split (tiktoken pat_str) of Mistral's tekken.json files.
 PATTERN = (
@@ -200,7 +205,6 @@ def build(out: Path, seed: int = 0) -> Path:
             "install the extra: pip install 'ambiscope[voxtral]'"
         )
     from transformers import (
-        GenerationConfig,
         VoxtralForConditionalGeneration,
         WhisperFeatureExtractor,
     )
@@ -211,9 +215,7 @@ def build(out: Path, seed: int = 0) -> Path:
     vocab_size = data["config"]["default_vocab_size"]
     model = random_model(VoxtralForConditionalGeneration, _model_config(vocab_size), seed)
     # Voxtral-Mini-3B-2507's generation_config.json token ids.
-    model.generation_config = GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=11)
-    with quiet_progress():
-        model.save_pretrained(out)
+    save_model(model, out, bos_token_id=1, eos_token_id=2, pad_token_id=11)
     # The hub repo's processor files: tekken.json (above) and preprocessor_config.json
     # naming the processor class, no processor_config.json or tokenizer_config.json.
     feature_extractor = WhisperFeatureExtractor(
