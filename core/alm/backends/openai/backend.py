@@ -280,19 +280,20 @@ class OpenAIBackend:
             "sampling_extensions": self._extensions(),
             "server_model": None,
         }
-        try:
-            body = self._http.request(
-                "GET", "/models", None, retries=0, timeout=min(self.timeout, 10)
-            )
-        except BackendError as exc:
-            info["server_models_error"] = one_line(exc, 200)
-            return info
-        data = body.get("data") if isinstance(body, Mapping) else None
-        models = [m for m in data if isinstance(m, Mapping)] if isinstance(data, list) else []
-        match = next((m for m in models if m.get("id") == self.model_id), None)
+        match = self._server  # what the preflight read, else ask once
         if match is None:
-            info["server_models"] = [str(m.get("id")) for m in models][:20]
-            return info
+            try:
+                body = self._http.request(
+                    "GET", "/models", None, retries=0, timeout=min(self.timeout, 10)
+                )
+            except BackendError as exc:
+                info["server_models_error"] = one_line(exc, 200)
+                return info
+            models = _served_models(body)
+            match = next((m for m in models if m.get("id") == self.model_id), None)
+            if match is None:
+                info["server_models"] = [str(m.get("id")) for m in models][:20]
+                return info
         keep = ("id", "owned_by", "root", "parent", "max_model_len", "created", "ambiscope")
         info["server_model"] = {k: match[k] for k in keep if k in match}
         return info

@@ -191,6 +191,22 @@ def _free_memory(device: torch.device) -> int:
     return 4 << 30
 
 
+def _with_text(aligned: dict[str, torch.Tensor], tokens: list[int]) -> dict[str, torch.Tensor]:
+    """Token-aligned inputs with text tokens appended: attended (mask 1), type id 0."""
+    ids = aligned["input_ids"]
+    tail = torch.tensor([tokens], dtype=ids.dtype, device=ids.device)
+    out = {}
+    for key, value in aligned.items():
+        if key == "input_ids":
+            fill = tail
+        elif key == "attention_mask":
+            fill = torch.ones_like(tail, dtype=value.dtype)
+        else:
+            fill = torch.zeros_like(tail, dtype=value.dtype)
+        out[key] = torch.cat([value, fill], dim=1)
+    return out
+
+
 def _audio_key(samples: np.ndarray) -> bytes:
     """Identity of a clip's audio (the prefix cache is reused only for the same samples)."""
     return hashlib.blake2b(samples.tobytes(), digest_size=16).digest() + samples.size.to_bytes(8)
@@ -731,25 +747,11 @@ class TransformersBackend:
             for head in self._heads.get(key, ()):
                 if head.text is not None and text.startswith(head.text):
                     tail = self.tokenizer.encode(text[len(head.text) :], add_special_tokens=False)
-                    return _Prompt(self._join(head, tail), key, text, head)
+                    return _Prompt(_with_text(head.aligned, tail), key, text, head)
         p = _Prompt(self._process(samples, prompt), key, text)
         if self.family.encode_once:
             p.head = self._head_for(p)  # encode the audio now: the clip's next prompts reuse it
         return p
-
-    def _join(self, head: _Head, tail: list[int]) -> dict[str, Any]:
-        """Token-aligned inputs of head + tail (tail: attended text tokens, type id 0)."""
-        ids = torch.tensor([tail], dtype=head.ids.dtype, device=head.ids.device)
-        out = {}
-        for key, value in head.aligned.items():
-            if key == "input_ids":
-                fill = ids
-            elif key == "attention_mask":
-                fill = torch.ones_like(ids, dtype=value.dtype)
-            else:
-                fill = torch.zeros_like(ids, dtype=value.dtype)
-            out[key] = torch.cat([value, fill], dim=1)
-        return out
 
     def _template_inputs(self, messages: list[dict], prefix: str) -> Any:
         kwargs: dict[str, Any] = {"tokenize": True, "return_dict": True, "return_tensors": "pt"}
@@ -869,17 +871,9 @@ class TransformersBackend:
     def _tail_matches(self, p: _Prompt, length: int, tail: str) -> bool:
         """Checked once: the text after the audio tokenizes alone exactly as the processor
         tokenized it in context (else later prompts of a clip run the processor again)."""
-        head = _Head(
-            p.key,
-            p.ids[:, :length],
-            {k: v[:, :length] for k, v in self._token_aligned(p.inputs).items()},
-            None,
-            None,
-            torch.empty(0),
-        )
-        ids = self.tokenizer.encode(tail, add_special_tokens=False)
-        joined = self._join(head, ids)
         aligned = self._token_aligned(p.inputs)
+        ids = self.tokenizer.encode(tail, add_special_tokens=False)
+        joined = _with_text({k: v[:, :length] for k, v in aligned.items()}, ids)
         same = joined.keys() == aligned.keys() and all(
             torch.equal(joined[k], aligned[k]) for k in aligned
         )
@@ -926,17 +920,7 @@ class TransformersBackend:
         """Logits [1, L + len(extra), V] of a full forward (the no-cache fallback)."""
         kwargs = dict(inputs)
         if extra:
-            tail = torch.tensor([extra], dtype=torch.long, device=self.device)
-            for key, value in self._token_aligned(inputs).items():
-                # appended text tokens: attended (mask 1), of the text type (type id 0)
-                fill = (
-                    tail
-                    if key == "input_ids"
-                    else (torch.ones_like if key == "attention_mask" else torch.zeros_like)(
-                        tail, dtype=value.dtype
-                    )
-                )
-                kwargs[key] = torch.cat([value, fill], dim=1)
+            kwargs.update(_with_text(self._token_aligned(inputs), extra))
         with torch.no_grad():
             out = self.lm(**kwargs, use_cache=False, return_dict=True)
         return out.logits.float()
