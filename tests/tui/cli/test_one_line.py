@@ -36,3 +36,20 @@ def test_devices_and_fifos_are_refused(tmp_path: Path, fmt: str, source: str) ->
     if not path.exists():
         os.mkfifo(path)
     assert "not a regular file" in one_line(tmp_path / "w.db", "import", fmt, str(path))
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (
+            ["make-tiny-model", "OUT", "--family", "no-such-family"],
+            "'no-such-family' is not one of",
+        ),
+        (["sample", "-d", "demo", "-m", "m", "--batch-clips", "0"], "x>=1"),
+    ],
+)
+def test_bad_family_and_batch_size_are_usage_errors(tmp_path: Path, args, says) -> None:
+    args = [str(tmp_path / a) if a == "OUT" else a for a in args]
+    result = CliRunner().invoke(main, ["--db", str(tmp_path / "w.db"), *args])
+    assert result.exit_code == 2 and says in result.output
+    assert not (tmp_path / "OUT").exists() and not (tmp_path / "w.db").exists()
