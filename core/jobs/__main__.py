@@ -39,6 +39,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--device", help="Device for every job, e.g. cuda:0.")
     parser.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        metavar="ADDRESS",
+        help="Run every job's model work on this Ray cluster (alone: a local instance).",
+    )
+    parser.add_argument(
         "--once",
         action="store_true",
         help="Exit when nothing is queued or running (waits for jobs other workers hold).",

@@ -52,6 +52,7 @@ class JobContext:
     job: Job
     worker_id: str
     device: str | None = None
+    ray: str | None = None  # the worker's Ray cluster: every job's model work runs there
     backend_for: Callable[[BackendSpec, str | None], Backend] | None = None
     check_stop: Callable[[], str | None] = lambda: None
     stop_reason: str | None = None

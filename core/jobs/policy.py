@@ -3,10 +3,12 @@
 A workspace can come from someone else, and a job row is just data in it. So nothing a job
 asks for may run code (`trust_remote_code`), read a secret (`api_key_env` names an
 environment variable whose value is sent as a bearer token) or reach a network endpoint
-(`base_url`) or read a file outside the workspace's folder (`prompt_file`: its text would
-be stored in the run and sent to the model) unless the person who started the worker
-allowed it there: `ambiscope worker --allow-remote-code --allow-endpoint URL
---allow-key-env NAME --allow-dir DIR` (the same flags on `python -m ambiscope.core.jobs`;
+(`base_url`), read a file outside the workspace's folder (`prompt_file`: its text would
+be stored in the run and sent to the model) or send its clips to a Ray cluster (`ray`: an
+address; a Ray instance started on this machine is allowed) unless the person who started
+the worker allowed it there: `ambiscope worker --allow-remote-code --allow-endpoint URL
+--allow-key-env NAME --allow-dir DIR --ray ADDRESS` (the same flags on
+`python -m ambiscope.core.jobs`;
 the TUI passes what its user allowed in their settings). Loading local weights or a Hub id
 with the transformers backend runs no code and stays allowed; prompt files in the
 workspace's own folder (or below it) are allowed, as that is where a study keeps them.
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 LOCAL_BACKENDS = frozenset({"transformers"})  # backends that never use `base_url`
+LOCAL_RAY = "local"  # `--ray` alone: a Ray instance on this machine (scaling.ray_pool)
 
 
 class PolicyError(RuntimeError):
@@ -40,6 +43,7 @@ class Needs:
     endpoints: tuple[str, ...] = ()  # normalised URLs (or the raw text when unparseable)
     key_envs: tuple[str, ...] = ()
     files: tuple[str, ...] = ()  # files the job reads (prompt files), as stored
+    clusters: tuple[str, ...] = ()  # Ray cluster addresses the job's clips would go to
 
 
 NeedsOf = Callable[[dict[str, Any]], Needs]
@@ -91,7 +95,10 @@ def execution_needs(params: dict[str, Any]) -> Needs:
     endpoints: list[str] = []
     key_envs: list[str] = []
     files: list[str] = []
+    clusters: list[str] = []
     for obj in _objects(params):
+        if obj.get("ray") and obj["ray"] != LOCAL_RAY:
+            clusters.append(str(obj["ray"]))
         if obj.get("prompt_file"):
             files.append(str(obj["prompt_file"]))
         remote_code = remote_code or bool(obj.get("trust_remote_code"))
@@ -109,6 +116,7 @@ def execution_needs(params: dict[str, Any]) -> Needs:
         tuple(dict.fromkeys(endpoints)),
         tuple(dict.fromkeys(key_envs)),
         tuple(dict.fromkeys(files)),
+        tuple(dict.fromkeys(clusters)),
     )
 
 
@@ -120,6 +128,7 @@ class WorkerPolicy:
     allow_endpoints: Sequence[str] = ()
     allow_key_envs: Sequence[str] = ()
     allow_dirs: Sequence[str] = ()  # folders whose files jobs may read (the workspace's)
+    allow_clusters: Sequence[str] = ()  # Ray addresses (the worker's own `--ray`)
     _endpoints: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -157,6 +166,11 @@ class WorkerPolicy:
             for path in needs.files
             if not self._readable(path)
         ]
+        out += [
+            (f"send its clips to the Ray cluster at {address}", f"--ray {address}")
+            for address in needs.clusters
+            if address not in self.allow_clusters
+        ]
         return out
 
     def missing_flags(self, needs: Needs) -> list[str]:
@@ -172,7 +186,7 @@ class WorkerPolicy:
             f"refused: the job asks to {' and to '.join(a for a, _ in missing)}, which a "
             f"workspace cannot allow; start the worker with {' '.join(f for _, f in missing)} "
             "to allow it (TUI: allow_remote_code / allow_endpoints / allow_key_envs / "
-            "allow_dirs in your settings file), then `ambiscope jobs retry`"
+            "allow_dirs / ray in your settings file), then `ambiscope jobs retry`"
         )
 
     def check(self, needs: Needs) -> None:
@@ -190,4 +204,6 @@ class WorkerPolicy:
             out += ["--allow-key-env", name]
         for folder in self.allow_dirs:
             out += ["--allow-dir", folder]
+        for address in self.allow_clusters:
+            out += ["--ray", address]
         return out

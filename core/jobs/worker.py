@@ -37,7 +37,7 @@ from ambiscope.core.jobs.backends import BackendCache
 from ambiscope.core.jobs.events import log_event
 from ambiscope.core.jobs.kinds import JOB_KINDS, JobContext, import_job_modules, job_needs
 from ambiscope.core.jobs.liveness import now, this_node
-from ambiscope.core.jobs.policy import PolicyError, WorkerPolicy
+from ambiscope.core.jobs.policy import LOCAL_RAY, PolicyError, WorkerPolicy
 from ambiscope.core.jobs.queue import DEFAULT_LEASE_S, claim_next, finish_job
 from ambiscope.db import jobs as rows
 from ambiscope.db.errors import WorkspaceError
@@ -56,6 +56,7 @@ class WorkerConfig:
     """How a worker behaves; the CLI options map onto these one to one."""
 
     device: str | None = None  # overrides each job's device (one worker per GPU)
+    ray: str | None = None  # runs every job's model work on this Ray cluster ("local": here)
     lease_s: float = DEFAULT_LEASE_S
     heartbeat_s: float | None = None  # default: lease / 6, so five beats may be missed
     poll_s: float = 1.0
@@ -79,8 +80,13 @@ class WorkerConfig:
 
     @property
     def policy(self) -> WorkerPolicy:
+        clusters = (self.ray,) if self.ray and self.ray != LOCAL_RAY else ()
         return WorkerPolicy(
-            self.allow_remote_code, self.allow_endpoints, self.allow_key_envs, self.allow_dirs
+            self.allow_remote_code,
+            self.allow_endpoints,
+            self.allow_key_envs,
+            self.allow_dirs,
+            clusters,
         )
 
 
@@ -355,6 +361,7 @@ class Worker:
             job,
             self.id,
             device=self.config.device,
+            ray=self.config.ray,
             backend_for=backend_for,
             check_stop=lambda: self._check_stop(job.id),
         )

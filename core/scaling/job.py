@@ -49,10 +49,13 @@ def resample(ctx: JobContext) -> dict[str, Any]:
     spec = RunSpec.from_dict(ctx.params["spec"])
     if ctx.device:  # the worker owns its device (e.g. one worker per GPU)
         spec = replace(spec, device=ctx.device)
-    backend = ctx.backend(spec)
-    verifier = None
-    if spec.verifier:
-        verifier = backend if spec.verifier == "self" else ctx.backend(spec, spec.verifier)
+    if ctx.ray:  # a worker started with --ray runs every job on its cluster
+        spec = replace(spec, ray=ctx.ray)
+    backend = verifier = None
+    if spec.ray is None:  # on Ray the actors load the models; else the worker's cache
+        backend = ctx.backend(spec)
+        if spec.verifier:
+            verifier = backend if spec.verifier == "self" else ctx.backend(spec, spec.verifier)
 
     def on_progress(p: Any) -> None:
         ctx.progress(p.done, p.total)
@@ -70,6 +73,8 @@ def resample(ctx: JobContext) -> dict[str, Any]:
     )
     if result.processed and result.failed == result.processed and not result.stopped:
         raise RuntimeError(f"all {result.failed} clips failed: {result.failures[0][1]}")
+    for note in result.notes:
+        ctx.log(note)
     verb = "created" if result.created else "resumed"
     ctx.log(
         f"run {result.run.id} {verb}: {result.processed} clips sampled, {result.skipped} "

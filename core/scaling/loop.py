@@ -13,6 +13,13 @@ A backend that serves many requests at once (an HTTP endpoint) is kept busy by a
 aggregation; no database access), and this thread, the workspace's only writer, commits
 each finished clip in its own transaction as it arrives. Stopping lets the clips already
 in flight finish and commits them; clips not yet started are left for the next resume.
+
+Work that runs in other processes (Ray actors, `scaling.ray_pool`) comes split in three
+(`SplitWork`): the driver turns a clip into a picklable task (reading its audio here, where
+the corpus roots are checked), the model phase runs remotely on batches of tasks and
+returns picklable outputs, and the driver commits each output as it arrives. The remote
+engine is handed to `run_selected` as its ``drive``; selection, resume, stopping and the
+accounting stay here.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -127,6 +134,37 @@ def clip_audio(ds: Dataset, clip: Clip, backend: Backend) -> AudioInput:
 Commit = Callable[[], ClipOutcome]
 """Writes one computed clip (or its failure) in one transaction, on the writer thread."""
 
+Account = Callable[[Clip, ClipOutcome], None]
+Drive = Callable[[Sequence[int], Account, Callable[[], bool]], None]
+"""An engine that processes the clip ids in order-ish, calling ``account(clip, outcome)``
+after each commit and asking ``stop()`` before starting more work."""
+
+
+@dataclass(frozen=True)
+class RemoteFailure:
+    """A clip whose model phase failed elsewhere (first line of the reason), as data."""
+
+    error: str
+    seconds: float = 0.0
+    model_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class SplitWork:
+    """A run's per-clip work split so its model phase can run in another process.
+
+    ``phase.run(backend, verifier, tasks)`` must be picklable with its inputs and outputs
+    (it travels to Ray actors) and return one output or `RemoteFailure` per task;
+    ``task(clip)`` runs on the driver and may raise AudioError; ``commit(clip, task,
+    output)`` writes one clip (or records its `RemoteFailure`) in one transaction;
+    ``fail(clip, exc)`` records a clip whose task could not be made.
+    """
+
+    phase: Any
+    task: Callable[[Clip], Any]
+    commit: Callable[[Clip, Any, Any], ClipOutcome]
+    fail: Callable[[Clip, Exception], ClipOutcome]
+
 
 def attempt_clip(
     ws: Workspace, run: Run, clip: Clip, work: Callable[[ModelClock], ClipOutcome]
@@ -137,7 +175,7 @@ def attempt_clip(
     try:
         return work(clock)
     except (AudioError, BackendError) as exc:
-        return _record_failure(ws, run, clip, clock, exc)
+        return record_failure(ws, run, clip, clock, exc)
 
 
 def attempt_compute(
@@ -150,25 +188,37 @@ def attempt_compute(
     try:
         return compute(clock)
     except (AudioError, BackendError) as exc:
-        return partial(_record_failure, ws, run, clip, clock, exc)
+        return partial(record_failure, ws, run, clip, clock, exc)
 
 
-def _record_failure(
+def record_failure(
     ws: Workspace, run: Run, clip: Clip, clock: ModelClock, exc: Exception
 ) -> ClipOutcome:
+    """Record the clip as failed with the first line of `exc` (one transaction)."""
+    return record_remote_failure(ws, run, clip, failure_of(exc, clock))
+
+
+def failure_of(exc: Exception, clock: ModelClock) -> RemoteFailure:
+    """A clip's failure as data: the first line of the reason and the time it took."""
     text = str(exc).strip()
     error = text.splitlines()[0] if text else type(exc).__name__
-    seconds = clock.elapsed()
+    return RemoteFailure(error, clock.elapsed(), clock.model_seconds)
+
+
+def record_remote_failure(
+    ws: Workspace, run: Run, clip: Clip, failure: RemoteFailure
+) -> ClipOutcome:
+    """Record a clip's failure that came back as data (one transaction)."""
     with ws.transaction():
         ws.set_run_clip(
             run.id,
             clip.id,
             "failed",
-            error=error,
-            seconds=seconds,
-            model_seconds=clock.model_seconds,
+            error=failure.error,
+            seconds=failure.seconds,
+            model_seconds=failure.model_seconds,
         )
-    return ClipOutcome(clip.id, False, seconds, clock.model_seconds, error=error)
+    return ClipOutcome(clip.id, False, failure.seconds, failure.model_seconds, error=failure.error)
 
 
 def clear_clip(ws: Workspace, run: Run, clip: Clip) -> None:
@@ -209,6 +259,7 @@ def run_selected(
     prepare: Callable[[list[Clip]], None] | None = None,
     pipeline: Callable[[Clip], Commit] | None = None,
     in_flight: int = 1,
+    drive: Drive | None = None,
 ) -> R:
     """Process the selected clips the run has not finished, in order, into `result`.
 
@@ -218,7 +269,8 @@ def run_selected(
     next ``batch`` clips are handed to ``prepare`` together first (e.g. to decode their
     candidates in one batch); each clip is still processed and written on its own.
     With ``pipeline`` and ``in_flight`` > 1, clips are computed ``in_flight`` at a time on
-    worker threads and committed here as they finish (module docstring).
+    worker threads and committed here as they finish (module docstring). A ``drive``
+    (e.g. Ray actors) processes the clips instead of either.
     """
     selected = (
         list(clip_ids)
@@ -230,7 +282,7 @@ def run_selected(
     result.total, result.skipped = len(selected), len(selected) - len(todo)
     started = time.perf_counter()
 
-    def account(clip: Clip, outcome: ClipOutcome) -> None:
+    def account(clip: Clip, outcome: ClipOutcome) -> None:  # an `Account`
         result.processed += 1
         result.model_seconds += outcome.model_seconds
         if outcome.ok:
@@ -249,7 +301,9 @@ def run_selected(
             result.stopped = True
         return result.stopped
 
-    if pipeline is not None and in_flight > 1:
+    if drive is not None:
+        drive(todo, account, stop)
+    elif pipeline is not None and in_flight > 1:
         _pipelined(ws, todo, pipeline, in_flight, account, stop)
     else:
         upcoming: list[Clip] = []
@@ -271,7 +325,7 @@ def _pipelined(
     todo: Sequence[int],
     compute: Callable[[Clip], Commit],
     in_flight: int,
-    account: Callable[[Clip, ClipOutcome], None],
+    account: Account,
     stop: Callable[[], bool],
 ) -> None:
     """Keep ``in_flight`` clips computing; commit each as it finishes (this thread writes)."""

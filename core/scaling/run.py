@@ -17,9 +17,10 @@ import math
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields, replace
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any
 
@@ -52,13 +53,18 @@ from ambiscope.core.scaling.loop import (
     Commit,
     LoopResult,
     ModelClock,
+    RemoteFailure,
     RunProgress,
+    SplitWork,
     attempt_clip,
     attempt_compute,
     clear_clip,
     clip_audio,
+    failure_of,
     find_run,
     prediction,
+    record_failure,
+    record_remote_failure,
     run_selected,
 )
 from ambiscope.core.scaling.strategies import CandidateSet, aggregate, applicable_strategies
@@ -85,6 +91,10 @@ class ExecutionOptions:
     batch_size: int | None = None
     batch_clips: int | None = None
     logprobs: bool = True
+    ray: str | None = None  # run on Ray actors: an address, or "local" (scaling.ray_pool)
+    ray_actors: int | None = None
+    ray_gpus: float | None = None
+    ray_cpus: float = 1.0
 
     def execution_options(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(ExecutionOptions)}
@@ -265,6 +275,19 @@ class RunContext:
     # candidates decoded ahead in a batch of clips: clip id -> (audio, candidates, seconds)
     presampled: dict[int, tuple[AudioInput, list[Candidate], float]] = field(default_factory=dict)
 
+    @cached_property
+    def phase(self) -> SamplingPhase:
+        """The run's model calls per clip (what a remote engine runs)."""
+        return SamplingPhase(
+            tuple(self.ds.label_set),
+            self.template,
+            self.spec.mode,
+            self.spec.likelihood,
+            self.verifier is not None,
+            self.likelihood_exact,
+            self.spec.tau,
+        )
+
 
 def _candidate_set(
     parsed: Sequence[Parsed],
@@ -289,31 +312,6 @@ def _candidate_set(
         label_loglik=loglik,
         likelihood_exact=exact,
     )
-
-
-def _verifier_scores(
-    ctx: RunContext,
-    clock: ModelClock,
-    audio: AudioInput,
-    parsed: Sequence[Parsed],
-    transcript: str | None,
-) -> np.ndarray:
-    """The verifier's score of each valid answer (NaN elsewhere, or without a verifier)."""
-    scores = np.full(len(parsed), np.nan)
-    if ctx.verifier is None:
-        return scores
-    # the verifier prompt depends only on the answer's label: score each label once
-    labels = list(ctx.ds.label_set)
-    answered = sorted({p.label for p in parsed if p.valid and p.label})
-    if not answered:
-        return scores
-    prompts = [render_verifier(labels, a, transcript=transcript) for a in answered]
-    with clock.timing():
-        by_label = dict(zip(answered, ctx.verifier.verify(audio, prompts), strict=True))
-    for i, p in enumerate(parsed):
-        if p.valid and p.label:
-            scores[i] = by_label[p.label]
-    return scores
 
 
 def preflight(backend: Backend, verifier: Backend | None) -> None:
@@ -379,6 +377,150 @@ def presample(ctx: RunContext, clips: list[Clip]) -> None:
         ctx.presampled[clip.id] = (audio, cands, share)
 
 
+@dataclass(frozen=True)
+class ClipTask:
+    """What the model phase needs about one clip; picklable (travels to Ray actors)."""
+
+    clip_id: int
+    audio: AudioInput
+    transcript: str | None
+    params: GenerationParams  # the clip's seed included (`clip_params`)
+
+
+@dataclass
+class ModelOutput:
+    """One clip's model phase: candidates, their parses and scores, and every applicable
+    strategy's distribution (picklable)."""
+
+    cands: list[Candidate]
+    parsed: list[Parsed]
+    verifier_scores: np.ndarray
+    loglik: np.ndarray | None
+    results: dict[str, np.ndarray | None]
+    seconds: float
+    model_seconds: float
+
+
+@dataclass(frozen=True)
+class SamplingPhase:
+    """The model calls of a sampling run and the aggregation of their answers, per clip:
+    the same code runs locally, on the pipeline's threads and in Ray actors (frozen and
+    picklable; no workspace access, so the writer only scores and writes)."""
+
+    labels: tuple[str, ...]
+    template: PromptTemplate
+    mode: str
+    likelihood: bool
+    verify: bool
+    likelihood_exact: bool = True  # False: the label scores feed `likelihood~`
+    tau: float = 1.0
+
+    def one(
+        self,
+        backend: Backend,
+        verifier: Backend | None,
+        task: ClipTask,
+        clock: ModelClock,
+        cands: list[Candidate] | None = None,
+    ) -> ModelOutput:
+        """Sample (unless `cands` were decoded ahead in a batch), parse, verify, score,
+        aggregate."""
+        labels = list(self.labels)
+        if cands is None:
+            prompt = render(self.template, labels, transcript=task.transcript)
+            with clock.timing():
+                cands = backend.sample(task.audio, prompt, task.params)
+        parsed = [parse_answer(c.text, labels, self.mode) for c in cands]
+        scores = self._verifier_scores(verifier if self.verify else None, task, parsed, clock)
+        loglik = None
+        if self.likelihood:
+            prompt = label_scoring_prompt(labels, transcript=task.transcript)
+            with clock.timing():
+                loglik = np.asarray(backend.score_labels(task.audio, prompt, labels), dtype=float)
+        exact = self.likelihood_exact
+        cs = _candidate_set(parsed, cands, scores, loglik, len(labels), exact)
+        strategies = applicable_strategies(
+            self.mode,
+            has_logprobs=bool(np.isfinite(cs.logprob_norm).any()),
+            has_verifier=verifier is not None and self.verify,
+            has_likelihood=loglik is not None and exact,
+            has_likelihood_approx=loglik is not None and not exact,
+        )
+        results = aggregate(cs, strategies, tau=self.tau)
+        return ModelOutput(
+            cands, parsed, scores, loglik, results, clock.elapsed(), clock.model_seconds
+        )
+
+    def _verifier_scores(
+        self,
+        verifier: Backend | None,
+        task: ClipTask,
+        parsed: Sequence[Parsed],
+        clock: ModelClock,
+    ) -> np.ndarray:
+        """The verifier's score of each valid answer (NaN elsewhere, or without a verifier)."""
+        scores = np.full(len(parsed), np.nan)
+        # the verifier prompt depends only on the answer's label: score each label once
+        answered = sorted({p.label for p in parsed if p.valid and p.label})
+        if verifier is None or not answered:
+            return scores
+        labels = list(self.labels)
+        prompts = [render_verifier(labels, a, transcript=task.transcript) for a in answered]
+        with clock.timing():
+            by_label = dict(zip(answered, verifier.verify(task.audio, prompts), strict=True))
+        for i, p in enumerate(parsed):
+            if p.valid and p.label:
+                scores[i] = by_label[p.label]
+        return scores
+
+    def run(
+        self, backend: Backend, verifier: Backend | None, tasks: Sequence[ClipTask]
+    ) -> list[ModelOutput | RemoteFailure]:
+        """A batch of clips (a Ray actor's call): candidates decoded in one batch where
+        the backend batches clips, then each clip on its own; a clip whose backend call
+        fails comes back as a `RemoteFailure`, the others are unaffected."""
+        ahead: list[list[Candidate] | None] = [None] * len(tasks)
+        share = 0.0
+        if len(tasks) > 1 and hasattr(backend, "sample_batch"):
+            started = time.perf_counter()
+            items = [
+                (t.audio, render(self.template, list(self.labels), transcript=t.transcript))
+                for t in tasks
+            ]
+            try:
+                ahead = list(
+                    backend.sample_batch(  # type: ignore[attr-defined]
+                        items, tasks[0].params, seeds=[t.params.seed for t in tasks]
+                    )
+                )
+                share = (time.perf_counter() - started) / len(tasks)
+            except BackendError:
+                ahead = [None] * len(tasks)
+
+        def one(i: int) -> ModelOutput | RemoteFailure:
+            clock = ModelClock()
+            if ahead[i] is not None:
+                clock.add(share)
+            try:
+                return self.one(backend, verifier, tasks[i], clock, ahead[i])
+            except (AudioError, BackendError) as exc:
+                return failure_of(exc, clock)
+
+        width = min(len(tasks), clips_in_flight(backend, verifier if self.verify else None))
+        if width <= 1:
+            return [one(i) for i in range(len(tasks))]
+        with ThreadPoolExecutor(max_workers=width) as pool:  # an endpoint serves many at once
+            return list(pool.map(one, range(len(tasks))))
+
+
+def clip_task(ctx: RunContext, clip: Clip, audio: AudioInput | None = None) -> ClipTask:
+    """The clip's task (its audio read here, on the driver, unless given)."""
+    if audio is None:
+        audio = clip_audio(ctx.ds, clip, ctx.backend)
+    transcript = clip.transcript if ctx.spec.transcript else None
+    return ClipTask(clip.id, audio, transcript, clip_params(ctx.spec, clip))
+
+
 def process_clip(ctx: RunContext, clip: Clip) -> ClipOutcome:
     """Sample, parse, score and aggregate one clip, then write it in one transaction."""
     return attempt_clip(ctx.ws, ctx.run, clip, lambda clock: _compute_clip(ctx, clip, clock)())
@@ -392,42 +534,30 @@ def compute_clip(ctx: RunContext, clip: Clip) -> Commit:
 
 def _compute_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> Commit:
     """Everything of one clip but the database write, which the returned commit does."""
-    labels = list(ctx.ds.label_set)
-    transcript = clip.transcript if ctx.spec.transcript else None
+    cands = None
     if clip.id in ctx.presampled:
         audio, cands, seconds = ctx.presampled.pop(clip.id)
         clock.add(seconds)
+        task = clip_task(ctx, clip, audio)
     else:
-        audio = clip_audio(ctx.ds, clip, ctx.backend)
-        prompt = render(ctx.template, labels, transcript=transcript)
-        with clock.timing():
-            cands = ctx.backend.sample(audio, prompt, clip_params(ctx.spec, clip))
-    parsed = [parse_answer(c.text, labels, ctx.spec.mode) for c in cands]
-    verifier_scores = _verifier_scores(ctx, clock, audio, parsed, transcript)
-    loglik = None
-    if ctx.spec.likelihood:
-        with clock.timing():
-            loglik = np.asarray(
-                ctx.backend.score_labels(
-                    audio, label_scoring_prompt(labels, transcript=transcript), labels
-                ),
-                dtype=float,
-            )
+        task = clip_task(ctx, clip)
+    out = ctx.phase.one(ctx.backend, ctx.verifier, task, clock, cands)
+    return partial(commit_output, ctx, clip, task.audio.warnings, out)
 
-    cs = _candidate_set(parsed, cands, verifier_scores, loglik, len(labels), ctx.likelihood_exact)
-    strategies = applicable_strategies(
-        ctx.spec.mode,
-        has_logprobs=bool(np.isfinite(cs.logprob_norm).any()),
-        has_verifier=ctx.verifier is not None,
-        has_likelihood=loglik is not None and ctx.likelihood_exact,
-        has_likelihood_approx=loglik is not None and not ctx.likelihood_exact,
-    )
-    results = aggregate(cs, strategies, tau=ctx.spec.tau)
+
+def commit_output(
+    ctx: RunContext, clip: Clip, warnings: Sequence[str], out: ModelOutput | RemoteFailure
+) -> ClipOutcome:
+    """Aggregate one clip's model output and write it (or its failure) in one transaction."""
+    if isinstance(out, RemoteFailure):
+        return record_remote_failure(ctx.ws, ctx.run, clip, out)
+    labels = list(ctx.ds.label_set)
     predictions = [
         prediction(ctx.run, name, clip, dist, labels, ctx.scorer)
-        for name, dist in results.items()
+        for name, dist in out.results.items()
         if dist is not None
     ]
+    scores = out.verifier_scores
     samples = [
         Sample(
             ctx.run.id,
@@ -439,35 +569,48 @@ def _compute_clip(ctx: RunContext, clip: Clip, clock: ModelClock) -> Commit:
             c.logprob,
             c.logprob_norm,
             c.n_tokens,
-            None if math.isnan(verifier_scores[i]) else float(verifier_scores[i]),
+            None if math.isnan(scores[i]) else float(scores[i]),
             p.valid,
             p.error,
         )
-        for i, (c, p) in enumerate(zip(cands, parsed, strict=True))
+        for i, (c, p) in enumerate(zip(out.cands, out.parsed, strict=True))
     ]
-    seconds = clock.elapsed()
-    warnings = list(audio.warnings)
-    n_valid = sum(p.valid for p in parsed)
-
-    def commit() -> ClipOutcome:
-        with ctx.ws.transaction():
-            clear_clip(ctx.ws, ctx.run, clip)
-            ctx.ws.add_samples(samples)
-            ctx.ws.add_predictions(predictions)
-            ctx.ws.set_run_clip(
-                ctx.run.id,
-                clip.id,
-                "done",
-                warnings=warnings,
-                label_loglik=None if loglik is None else codec.encode_dist(loglik),
-                seconds=seconds,
-                model_seconds=clock.model_seconds,
-            )
-        return ClipOutcome(
-            clip.id, True, seconds, clock.model_seconds, len(parsed), n_valid, warnings=warnings
+    with ctx.ws.transaction():
+        clear_clip(ctx.ws, ctx.run, clip)
+        ctx.ws.add_samples(samples)
+        ctx.ws.add_predictions(predictions)
+        ctx.ws.set_run_clip(
+            ctx.run.id,
+            clip.id,
+            "done",
+            warnings=list(warnings),
+            label_loglik=None if out.loglik is None else codec.encode_dist(out.loglik),
+            seconds=out.seconds,
+            model_seconds=out.model_seconds,
         )
+    n_valid = sum(p.valid for p in out.parsed)
+    return ClipOutcome(
+        clip.id,
+        True,
+        out.seconds,
+        out.model_seconds,
+        len(out.parsed),
+        n_valid,
+        warnings=list(warnings),
+    )
 
-    return commit
+
+def split_work(ctx: RunContext) -> SplitWork:
+    """The run's work for a remote engine (`SplitWork`): tasks and commits here, the
+    model phase wherever the engine runs it."""
+
+    def commit(clip: Clip, task: ClipTask, out: ModelOutput | RemoteFailure) -> ClipOutcome:
+        return commit_output(ctx, clip, task.audio.warnings, out)
+
+    def fail(clip: Clip, exc: Exception) -> ClipOutcome:
+        return record_failure(ctx.ws, ctx.run, clip, ModelClock(), exc)
+
+    return SplitWork(ctx.phase, partial(clip_task, ctx), commit, fail)
 
 
 @dataclass
@@ -495,6 +638,12 @@ def execute_run(
     ds = ws.get_dataset(spec.dataset)
     template = load_prompt(spec)
     with ExitStack() as stack:
+        pool = None
+        if spec.ray is not None and backend is None:
+            from ambiscope.core.scaling.ray_pool import RayPool
+
+            pool = stack.enter_context(RayPool(spec, spec.verifier))
+            backend, verifier = pool.model, pool.verifier
         backend = stack.enter_context(using_backend(backend, spec))
         if spec.verifier and verifier is None:
             verifier = (
@@ -537,7 +686,9 @@ def execute_run(
             prepare=partial(presample, ctx),
             pipeline=partial(compute_clip, ctx),
             in_flight=clips_in_flight(backend, verifier),
+            drive=None if pool is None else pool.drive(ws, split_work(ctx)),
         )
-        for used in dict.fromkeys(b for b in (backend, verifier) if b is not None):
+        reporters = [pool] if pool is not None else [backend, verifier]
+        for used in dict.fromkeys(b for b in reporters if b is not None):
             result.notes += getattr(used, "report", list)()
         return result

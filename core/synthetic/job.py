@@ -51,7 +51,9 @@ def annotate_synthetic(ctx: JobContext) -> dict[str, Any]:
     spec = SyntheticSpec.from_dict(ctx.params["spec"])
     if ctx.device:
         spec = replace(spec, device=ctx.device)
-    backend = ctx.backend(spec.run_spec())
+    if ctx.ray:  # a worker started with --ray runs every job on its cluster
+        spec = replace(spec, ray=ctx.ray)
+    backend = None if spec.ray else ctx.backend(spec.run_spec())
 
     def on_progress(p: Any) -> None:
         ctx.progress(p.done, p.total)
@@ -68,6 +70,8 @@ def annotate_synthetic(ctx: JobContext) -> dict[str, Any]:
         ctx.log(f"clip {key} failed: {error}", "warning")
     if result.processed and result.failed == result.processed and not result.stopped:
         raise RuntimeError(f"all {result.failed} clips failed: {result.failures[0][1]}")
+    for note in result.notes:
+        ctx.log(note)
     ctx.log(result.summary())
     return {
         "run_id": result.run.id,

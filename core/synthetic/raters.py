@@ -17,25 +17,32 @@ progress, failures, stopping between clips) is the one sampling runs use (`scali
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 
 import numpy as np
 
-from ambiscope.core.alm.base import AudioInput, Backend, GenerationParams
+from ambiscope.core.alm.base import AudioInput, Backend, BackendError, GenerationParams
 from ambiscope.core.alm.parsing import Parsed, parse_answer
 from ambiscope.core.alm.prompts import PromptTemplate, render
+from ambiscope.core.audio import AudioError
 from ambiscope.core.reference.human import load_human
 from ambiscope.core.reference.prediction_scores import ReferenceScorer
 from ambiscope.core.scaling.loop import (
     ClipOutcome,
     LoopResult,
     ModelClock,
+    RemoteFailure,
     RunProgress,
+    SplitWork,
     attempt_clip,
     clear_clip,
     clip_audio,
+    failure_of,
     prediction,
+    record_failure,
+    record_remote_failure,
     run_selected,
 )
 from ambiscope.core.scaling.run import using_backend
@@ -58,27 +65,77 @@ class _Context:
     annotator_ids: list[int]
     scorer: ReferenceScorer
 
-
-def _ask_raters(
-    ctx: _Context, clip: Clip, audio: AudioInput, clock: ModelClock
-) -> tuple[list[str], list[Parsed]]:
-    """One ALM call per rater; returns the raw answers and their parses."""
-    labels = list(ctx.ds.label_set)
-    transcript = clip.transcript if ctx.spec.transcript else None
-    base = render(ctx.template, labels, transcript=transcript)
-    texts: list[str] = []
-    for rater in ctx.plan:
-        params = GenerationParams(
-            n=1,
-            temperature=rater.temperature,
-            max_new_tokens=ctx.spec.max_new_tokens,
-            seed=rater_seed(ctx.spec.seed, rater.index, clip.id),
+    @cached_property
+    def phase(self) -> RaterPhase:
+        return RaterPhase(
+            tuple(self.ds.label_set),
+            self.template,
+            tuple(self.plan),
+            self.spec.max_new_tokens,
+            self.spec.seed,
         )
-        with clock.timing():
-            cands = ctx.backend.sample(audio, persona_prompt(base, rater), params)
-        texts.append(cands[0].text if cands else "")
-    parsed = [parse_answer(t, labels, "label") for t in texts]
-    return texts, parsed
+
+
+@dataclass(frozen=True)
+class RaterTask:
+    """What the raters need about one clip; picklable (travels to Ray actors)."""
+
+    clip_id: int
+    audio: AudioInput
+    transcript: str | None
+
+
+@dataclass
+class RaterAnswers:
+    """Every rater's raw answer to one clip and its parse (picklable)."""
+
+    texts: list[str]
+    parsed: list[Parsed]
+    seconds: float
+    model_seconds: float
+
+
+@dataclass(frozen=True)
+class RaterPhase:
+    """The model calls of a synthetic run, per clip: one ALM call per rater (frozen and
+    picklable: the same code runs here and in Ray actors)."""
+
+    labels: tuple[str, ...]
+    template: PromptTemplate
+    plan: tuple[RaterPlan, ...]
+    max_new_tokens: int
+    seed: int
+
+    def one(self, backend: Backend, task: RaterTask, clock: ModelClock) -> RaterAnswers:
+        labels = list(self.labels)
+        base = render(self.template, labels, transcript=task.transcript)
+        texts: list[str] = []
+        for rater in self.plan:
+            params = GenerationParams(
+                n=1,
+                temperature=rater.temperature,
+                max_new_tokens=self.max_new_tokens,
+                seed=rater_seed(self.seed, rater.index, task.clip_id),
+            )
+            with clock.timing():
+                cands = backend.sample(task.audio, persona_prompt(base, rater), params)
+            texts.append(cands[0].text if cands else "")
+        parsed = [parse_answer(t, labels, "label") for t in texts]
+        return RaterAnswers(texts, parsed, clock.elapsed(), clock.model_seconds)
+
+    def run(
+        self, backend: Backend, verifier: Backend | None, tasks: Sequence[RaterTask]
+    ) -> list[RaterAnswers | RemoteFailure]:
+        """A batch of clips (a Ray actor's call); a clip whose calls fail comes back as a
+        `RemoteFailure`, the others are unaffected."""
+        out: list[RaterAnswers | RemoteFailure] = []
+        for task in tasks:
+            clock = ModelClock()
+            try:
+                out.append(self.one(backend, task, clock))
+            except (AudioError, BackendError) as exc:
+                out.append(failure_of(exc, clock))
+        return out
 
 
 def _synthetic_distribution(parsed: Sequence[Parsed], k: int) -> np.ndarray | None:
@@ -89,14 +146,11 @@ def _synthetic_distribution(parsed: Sequence[Parsed], k: int) -> np.ndarray | No
     return counts / counts.sum() if counts.sum() > 0 else None
 
 
-def _write_clip(
-    ctx: _Context,
-    clip: Clip,
-    texts: list[str],
-    parsed: list[Parsed],
-    clock: ModelClock,
-) -> ClipOutcome:
+def _write_clip(ctx: _Context, clip: Clip, answers: RaterAnswers | RemoteFailure) -> ClipOutcome:
     """Samples, votes and the `vote` prediction of one clip in one transaction."""
+    if isinstance(answers, RemoteFailure):
+        return record_remote_failure(ctx.ws, ctx.run, clip, answers)
+    texts, parsed = answers.texts, answers.parsed
     samples = [
         Sample(
             ctx.run.id,
@@ -120,7 +174,7 @@ def _write_clip(
     predictions = (
         [] if dist is None else [prediction(ctx.run, STRATEGY, clip, dist, labels, ctx.scorer)]
     )
-    seconds = clock.elapsed()
+    seconds, model_seconds = answers.seconds, answers.model_seconds
     with ctx.ws.transaction():
         clear_clip(ctx.ws, ctx.run, clip)
         ctx.ws.conn.execute(
@@ -134,15 +188,29 @@ def _write_clip(
         if predictions:
             ctx.ws.add_predictions(predictions)
         ctx.ws.set_run_clip(
-            ctx.run.id, clip.id, "done", seconds=seconds, model_seconds=clock.model_seconds
+            ctx.run.id, clip.id, "done", seconds=seconds, model_seconds=model_seconds
         )
-    return ClipOutcome(clip.id, True, seconds, clock.model_seconds, len(texts), len(votes))
+    return ClipOutcome(clip.id, True, seconds, model_seconds, len(texts), len(votes))
+
+
+def _task(ctx: _Context, clip: Clip) -> RaterTask:
+    """The clip's task (its audio read here, on the driver)."""
+    transcript = clip.transcript if ctx.spec.transcript else None
+    return RaterTask(clip.id, clip_audio(ctx.ds, clip, ctx.backend), transcript)
 
 
 def _annotate(ctx: _Context, clip: Clip, clock: ModelClock) -> ClipOutcome:
-    audio = clip_audio(ctx.ds, clip, ctx.backend)
-    texts, parsed = _ask_raters(ctx, clip, audio, clock)
-    return _write_clip(ctx, clip, texts, parsed, clock)
+    return _write_clip(ctx, clip, ctx.phase.one(ctx.backend, _task(ctx, clip), clock))
+
+
+def split_work(ctx: _Context) -> SplitWork:
+    """The run's work for a remote engine: tasks and commits here, rater calls there."""
+    return SplitWork(
+        ctx.phase,
+        partial(_task, ctx),
+        lambda clip, _task, answers: _write_clip(ctx, clip, answers),
+        lambda clip, exc: record_failure(ctx.ws, ctx.run, clip, ModelClock(), exc),
+    )
 
 
 def annotate_clip(ctx: _Context, clip: Clip) -> ClipOutcome:
@@ -182,7 +250,14 @@ def execute_synthetic(
     """Create or resume the synthetic run for `spec` and annotate the selected clips."""
     ds = ws.get_dataset(spec.dataset)
     template = spec.template()
-    with using_backend(backend, spec.run_spec()) as backend:
+    with ExitStack() as stack:
+        pool = None
+        if spec.ray is not None and backend is None:
+            from ambiscope.core.scaling.ray_pool import RayPool
+
+            pool = stack.enter_context(RayPool(spec.run_spec()))
+            backend = pool.model
+        backend = stack.enter_context(using_backend(backend, spec.run_spec()))
         run, created = find_or_create_run(ws, ds, spec, backend)
         plan = spec.plan()
         ids = ws.ensure_annotators(
@@ -191,7 +266,7 @@ def execute_synthetic(
         annotators = [ids[r.external_id(run.id)] for r in plan]
         scorer = ReferenceScorer(load_human(ws, ds))
         ctx = _Context(ws, ds, run, spec, template, backend, plan, annotators, scorer)
-        return run_selected(
+        result = run_selected(
             ws,
             ds,
             SyntheticResult(run, created),
@@ -201,4 +276,8 @@ def execute_synthetic(
             limit=limit,
             on_progress=on_progress,
             should_stop=should_stop,
+            drive=None if pool is None else pool.drive(ws, split_work(ctx)),
         )
+        if pool is not None:
+            result.notes += pool.report()
+        return result

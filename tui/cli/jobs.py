@@ -235,6 +235,15 @@ def workers_cmd(show_all: bool, db: Path) -> None:
 @click.command()
 @click.option("--device", help="Device for every job, e.g. cuda:0 (default: each job's own).")
 @click.option(
+    "--ray",
+    is_flag=False,
+    flag_value="local",
+    default=None,
+    metavar="[ADDRESS]",
+    help="Run every job's model work on this Ray cluster (alone: a local Ray instance); "
+    "this worker stays the workspace's only writer.",
+)
+@click.option(
     "--once",
     is_flag=True,
     help="Exit when nothing is queued or running (waits for jobs other workers hold).",

@@ -172,6 +172,41 @@ def strategies_option(help: str) -> Callable[[F], F]:
 
 
 # ----------------------------------------------------------------- sampling
+ray_options = [
+    click.option(
+        "--ray",
+        "ray",
+        is_flag=False,
+        flag_value="local",
+        default=None,
+        metavar="[ADDRESS]",
+        help="Run the model work on Ray actors (this process stays the only writer): "
+        "HOST:PORT or ray://HOST:PORT of a cluster; alone, RAY_ADDRESS or a local instance.",
+    ),
+    click.option(
+        "--ray-actors",
+        type=click.IntRange(min=1),
+        default=None,
+        help="Ray: actors, each holding the model [default: one per GPU, or per endpoint].",
+    ),
+    click.option(
+        "--ray-gpus",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Ray: GPUs per actor [default: 1 for a local model on a cluster with GPUs].",
+    ),
+    click.option(
+        "--ray-cpus",
+        type=click.FloatRange(min=0.1),
+        default=1.0,
+        show_default=True,
+        help="Ray: CPUs per actor (also its torch threads).",
+    ),
+]
+"""Where a run's model work runs when it outgrows one process (`sample`,
+`annotate-synthetic`, `enqueue`)."""
+
+
 def model_options(*, max_new_tokens: int, prompt_help: str) -> Callable[[F], F]:
     """Which model answers, how it is run, and which clips: `sample` and `annotate-synthetic`."""
     return option_group(
@@ -226,6 +261,7 @@ def model_options(*, max_new_tokens: int, prompt_help: str) -> Callable[[F], F]:
                 default=None,
                 help="transformers: clips decoded in one batch [default: from free memory].",
             ),
+            *ray_options,
         ]
     )
 

@@ -76,6 +76,8 @@ def annotate_synthetic(db: Path, **kw: Any) -> None:
     click.echo(result.summary())
     for key, error in result.failures[:5]:
         click.echo(f"  failed {key}: {error}", err=True)
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
     click.echo(f"next: ambiscope align --dataset {spec.dataset} --run {result.run.id}")
 
 

@@ -83,6 +83,19 @@ def test_policy_refuses_in_one_line_naming_each_flag() -> None:
     ]
 
 
+def test_a_stored_ray_cluster_needs_the_workers_own_ray_address() -> None:
+    params = {"spec": {"backend": "transformers", "ray": "10.0.0.5:6379"}}
+    assert execution_needs(params).clusters == ("10.0.0.5:6379",)
+    assert execution_needs({"spec": {"ray": "local"}}) == Needs()  # a Ray instance here
+    with pytest.raises(
+        PolicyError, match=r"Ray cluster at 10\.0\.0\.5:6379.*--ray 10\.0\.0\.5:6379"
+    ):
+        WorkerPolicy().check(execution_needs(params))
+    WorkerConfig(ray="10.0.0.5:6379").policy.check(execution_needs(params))
+    assert WorkerConfig(ray="10.0.0.5:6379").policy.argv() == ["--ray", "10.0.0.5:6379"]
+    assert WorkerConfig(ray="local").policy.argv() == []
+
+
 def test_a_kind_may_declare_its_own_needs() -> None:
     from ambiscope.core.jobs.kinds import JOB_KINDS, job_kind
 
