@@ -52,3 +52,19 @@ class BackendSpec(Protocol):
 def open_backend(spec: BackendSpec, model: str | None = None) -> Backend:
     """A new backend for the spec's model (or `model`, e.g. a separate verifier)."""
     return create_backend(spec.backend, model or spec.model, spec.execution_options())
+
+
+def preflight(backend: Backend, verifier: Backend | None) -> None:
+    """Check the backends can serve the run before its row is created (an endpoint that is
+    down, refuses the key or does not serve the model stops here with one line)."""
+    for used in dict.fromkeys(b for b in (backend, verifier) if b is not None):
+        check = getattr(used, "preflight", None)
+        if check is not None:
+            check()
+
+
+def clips_in_flight(backend: Backend, verifier: Backend | None) -> int:
+    """Clips computed at once: what every backend of the run allows (an endpoint serves
+    many requests at once; a local model runs one clip at a time)."""
+    limits = [getattr(b, "clips_in_flight", 1) for b in (backend, verifier) if b is not None]
+    return max(1, min(int(x) for x in limits))

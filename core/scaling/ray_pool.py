@@ -31,7 +31,7 @@ from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ambiscope.core.alm import open_backend
+from ambiscope.core.alm import clips_in_flight, open_backend, preflight
 from ambiscope.core.alm.base import Backend, BackendError, GenerationParams
 from ambiscope.core.audio import AudioError
 from ambiscope.core.scaling.loop import Account, SplitWork
@@ -99,8 +99,6 @@ class ModelHost:
 
     def load(self) -> str | None:
         """Open (and preflight) the backends; the first line of the error, or None."""
-        from ambiscope.core.scaling.run import preflight
-
         try:
             self.backend = open_backend(self.spec)
             if self.verifier_model == "self":
@@ -117,8 +115,6 @@ class ModelHost:
 
     def info(self, params: GenerationParams, requested: int | None) -> dict[str, Any]:
         """What the driver asks a backend: its description, audio format and abilities."""
-        from ambiscope.core.scaling.run import clips_in_flight
-
         backend = self.backend
         assert backend is not None
         per_batch = getattr(backend, "clips_per_batch", None)

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ambiscope.core.alm import BACKENDS, open_backend
+from ambiscope.core.alm import BACKENDS, clips_in_flight, open_backend, preflight
 from ambiscope.core.alm.base import (
     AudioInput,
     Backend,
@@ -312,22 +312,6 @@ def _candidate_set(
         label_loglik=loglik,
         likelihood_exact=exact,
     )
-
-
-def preflight(backend: Backend, verifier: Backend | None) -> None:
-    """Check the backends can serve the run before its row is created (an endpoint that is
-    down, refuses the key or does not serve the model stops here with one line)."""
-    for used in dict.fromkeys(b for b in (backend, verifier) if b is not None):
-        check = getattr(used, "preflight", None)
-        if check is not None:
-            check()
-
-
-def clips_in_flight(backend: Backend, verifier: Backend | None) -> int:
-    """Clips computed at once: what every backend of the run allows (an endpoint serves
-    many requests at once; a local model runs one clip at a time)."""
-    limits = [getattr(b, "clips_in_flight", 1) for b in (backend, verifier) if b is not None]
-    return max(1, min(int(x) for x in limits))
 
 
 def clips_per_batch(backend: Backend, spec: RunSpec) -> int:

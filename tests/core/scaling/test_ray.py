@@ -179,6 +179,14 @@ def test_an_address_that_does_not_answer_stops_before_the_run(
         with pytest.raises(BackendError, match="expected HOST:PORT"):
             execute_run(ws, _spec(tiny_model_dir, ray="http://x/y"))
         assert ws.runs(ws.get_dataset("demo").id) == []
+    from click.testing import CliRunner
+
+    from ambiscope.tui.cli.main import main
+
+    args = ["--db", str(tmp_path / "ws.db"), "sample", "-d", "demo", "-m", str(tiny_model_dir)]
+    out = CliRunner().invoke(main, [*args, "--ray", address])
+    assert out.exit_code == 1
+    assert out.output.strip().count("\n") == 0 and "does not answer" in out.output
 
 
 def test_what_the_cluster_cannot_place_or_load_stops_before_the_run(
