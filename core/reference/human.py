@@ -10,11 +10,12 @@ rather than per clip.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from ambiscope.core.conventions import Conventions, resolve
 from ambiscope.core.reference.distributions import (
     AMBIGUITY_LEVELS,
     AmbiguityResult,
@@ -94,6 +95,29 @@ def dataset_options(dataset: Dataset) -> HumanOptions:
     """The dataset's stored default reference options (set at import), else the defaults."""
     stored = dataset.options.get("human")
     return HumanOptions.from_dict(stored) if stored else HumanOptions()
+
+
+def human_options(conventions: Conventions, dataset: Dataset) -> HumanOptions:
+    """The dataset's human reference under ``conventions``: which annotator kinds and
+    prior stay the dataset's own; vote weighting, smoothing, entropy normalisation and the
+    ambiguity rule are the conventions'."""
+    base = dataset_options(dataset)
+    distribution = replace(
+        base.distribution,
+        secondary_weight=conventions.secondary_weight,
+        smoothing=conventions.smoothing,
+    )
+    return replace(
+        base,
+        distribution=distribution,
+        ambiguity_method=conventions.ambiguity,
+        thresholds=conventions.thresholds,
+    )
+
+
+def default_options(ws: Workspace, dataset: Dataset) -> HumanOptions:
+    """The human options under the workspace's default conventions (`config preset`)."""
+    return human_options(resolve(ws.get_meta), dataset)
 
 
 def agreement_from_counts(counts: np.ndarray) -> dict[str, Any]:

@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "init": "ambiscope.tui.cli.workspace:init",
     "demo": "ambiscope.tui.cli.workspace:demo",
     "stats": "ambiscope.tui.cli.workspace:stats",
+    "config": "ambiscope.tui.cli.workspace:config",
     "make-tiny-model": "ambiscope.tui.cli.workspace:make_tiny_model",
     "import": "ambiscope.tui.cli.corpora:import_",
     "sample": "ambiscope.tui.cli.sampling:sample",

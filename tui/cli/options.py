@@ -145,6 +145,47 @@ def option_group(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
     return decorate
 
 
+# ------------------------------------------------------------- conventions
+def _set_pairs(_ctx: click.Context, _param: click.Parameter, value: Any) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in value or ():
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--set")
+        pairs[name.strip()] = text
+    return pairs
+
+
+conventions_options = option_group(
+    [
+        click.option(
+            "--preset",
+            type=RegistryChoice("ambiscope.core.conventions:PRESETS"),
+            default=None,
+            help="Conventions preset (default: the workspace's, see `ambiscope config "
+            "preset`; `scaling-ambiguity` reproduces Zhang et al.'s official code).",
+        ),
+        click.option(
+            "--set",
+            "set_conventions",
+            multiple=True,
+            metavar="NAME=VALUE",
+            callback=_set_pairs,
+            help="Override one convention, e.g. --set ambiguity=rank-thirds (repeatable; "
+            "`ambiscope config show` lists them).",
+        ),
+    ]
+)
+"""`--preset` and `--set`: every command whose numbers depend on conventions."""
+
+
+def conventions_of(ws: Any, kw: dict[str, Any]) -> Any:
+    """The Conventions for `conventions_options`' values (consumed from `kw`)."""
+    from ambiscope.core.conventions import resolve
+
+    return resolve(ws.get_meta, kw.pop("preset", None), kw.pop("set_conventions", None))
+
+
 # ------------------------------------------------------------------ outputs
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 force_option = click.option(
