@@ -11,7 +11,13 @@ from typing import Any
 
 import numpy as np
 
-from ambiscope.core.reference.human import HumanData, agreement_from_counts, load_human
+from ambiscope.core.conventions import Conventions, resolve
+from ambiscope.core.reference.human import (
+    HumanData,
+    agreement_from_counts,
+    compute_human,
+    human_options,
+)
 from ambiscope.db import Dataset, Workspace
 
 
@@ -48,10 +54,15 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def dataset_stats(ws: Workspace, ds: Dataset) -> dict[str, Any]:
-    """Counts, rater numbers, label histograms, ambiguity and agreement for one dataset."""
-    human: HumanData = load_human(ws, ds)
-    state = ws.human_state(ds.id) or {}
+def dataset_stats(
+    ws: Workspace, ds: Dataset, conventions: Conventions | None = None
+) -> dict[str, Any]:
+    """Counts, rater numbers, label histograms, ambiguity and agreement for one dataset,
+    under ``conventions`` (default: the workspace's; computed in memory, so another preset
+    never rewrites the cache)."""
+    conventions = conventions or resolve(ws.get_meta)
+    options = human_options(conventions, ds)
+    human: HumanData = compute_human(ws, ds, options)
     by_kind = ws.conn.execute(
         "SELECT a.kind, sum(v.weight), count(*) FROM votes v "
         "JOIN annotators a ON a.id = v.annotator_id JOIN clips c ON c.id = v.clip_id "
@@ -82,14 +93,18 @@ def dataset_stats(ws: Workspace, ds: Dataset) -> dict[str, Any]:
         dtype=object,
     )
     names = sorted(set(split_of.tolist()))
+    counts = _primary_counts(ws, ds, human.clip_ids)
+    single = options.kappa_single
     if names and names != [""]:
-        counts = _primary_counts(ws, ds, human.clip_ids)
         for name in names:
             mask = split_of == name
             splits[name or "(none)"] = {
                 "clips": int(mask.sum()),
-                **{k: _clean(v) for k, v in agreement_from_counts(counts[mask]).items()},
+                **{k: _clean(v) for k, v in agreement_from_counts(counts[mask], single).items()},
             }
+    agreement = agreement_from_counts(counts[human.valid], single)
+    # raw entropy in the conventions' base (bits, or nats as the official code prints it)
+    scale = 1.0 if conventions.entropy_base == "2" else math.log(2.0)
     return {
         "dataset": ds.name,
         "format": ds.format,
@@ -104,21 +119,31 @@ def dataset_stats(ws: Workspace, ds: Dataset) -> dict[str, Any]:
         "vote_histogram": {lbl: float(vote_hist.get(lbl, 0.0)) for lbl in ds.label_set},
         "majority_histogram": majority,
         "ambiguity": levels,
-        "ambiguity_cuts": state.get("cuts", {}),
+        "ambiguity_cuts": human.cuts or {},
         "mean_norm_entropy": _clean(float(np.nanmean(human.norm_entropy)))
         if human.valid.any()
         else None,
-        "agreement": {k: _clean(v) for k, v in (state.get("agreement") or {}).items()},
+        "mean_entropy": _clean(float(np.nanmean(human.entropy)) * scale)
+        if human.valid.any()
+        else None,
+        "entropy_unit": "bits" if conventions.entropy_base == "2" else "nats",
+        "agreement": {k: _clean(v) for k, v in agreement.items()},
         "agreement_by_split": splits,
     }
 
 
-def workspace_stats(ws: Workspace, names: list[str] | None = None) -> dict[str, Any]:
+def workspace_stats(
+    ws: Workspace, names: list[str] | None = None, conventions: Conventions | None = None
+) -> dict[str, Any]:
+    """Every (or the named) dataset's statistics under ``conventions`` (default: the
+    workspace's, `ambiscope config preset`)."""
+    conv = conventions or resolve(ws.get_meta)
     datasets = [ws.get_dataset(n) for n in names] if names else ws.datasets()
     return {
         "workspace": str(ws.path),
         "schema": ws.schema_version,
-        "datasets": [dataset_stats(ws, ds) for ds in datasets],
+        "conventions": conv.to_dict(),
+        "datasets": [dataset_stats(ws, ds, conv) for ds in datasets],
     }
 
 
@@ -155,6 +180,11 @@ def format_dataset(stats: dict[str, Any]) -> str:
         f"  ambiguity: low {amb['low']}, medium {amb['medium']}, high {amb['high']}"
         f" ({stats['ambiguity_cuts'].get('method', '?')} cuts on normalised entropy: {cut_text})"
     )
+    if stats["mean_entropy"] is not None:
+        lines.append(
+            f"  entropy: mean {stats['mean_entropy']:.3f} {stats['entropy_unit']}, "
+            f"normalised {stats['mean_norm_entropy']:.3f}"
+        )
     ag = stats["agreement"]
     lines.append(
         f"  agreement: Fleiss' kappa {_fmt(ag.get('fleiss_kappa'))}, "
@@ -170,7 +200,9 @@ def format_dataset(stats: dict[str, Any]) -> str:
 
 
 def format_stats(result: dict[str, Any]) -> str:
-    blocks = [f"workspace {result['workspace']} (schema {result['schema']})"]
+    conv = result["conventions"]
+    label = conv["preset"] + "".join(f", {k}={v}" for k, v in conv["overrides"].items())
+    blocks = [f"workspace {result['workspace']} (schema {result['schema']})\nconventions: {label}"]
     if not result["datasets"]:
         blocks.append("no datasets yet: run `ambiscope demo` or `ambiscope import ...`")
     blocks += [format_dataset(s) for s in result["datasets"]]

@@ -83,11 +83,19 @@ class DistributionOptions:
             used). The distribution is then the posterior mean
             ``p_k = (c_k + alpha_k) / (total + sum(alpha))``. Combined with ``smoothing`` the
             pseudo-counts add up: ``c_k + s + alpha_k``.
+        multi_label: how a rater's label LIST counts (IEMOCAP evaluators write
+            ``Frustration; Anger``: rank 0, 1, ... of one annotator). ``primary``: rank 0
+            counts, later ranks by ``secondary_weight``; ``split``: every listed label counts
+            ``1/len(list)`` of the rater's weight (a rater is one voice however many labels
+            they list; labels projected out of the set keep their share, which is lost);
+            ``each``: every listed label counts fully (the official code of Zhang et al.).
+            Needs the annotator of each vote (`vote_counts`' ``annotator``).
     """
 
     secondary_weight: float = 0.0
     smoothing: float = 0.0
     prior: tuple[float, ...] | None = None
+    multi_label: Literal["primary", "split", "each"] = "primary"
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -96,6 +104,10 @@ class DistributionOptions:
             _check_nonneg_finite("secondary_weight", self.secondary_weight),
         )
         object.__setattr__(self, "smoothing", _check_nonneg_finite("smoothing", self.smoothing))
+        if self.multi_label not in ("primary", "split", "each"):
+            raise ValueError(
+                f"multi_label must be primary, split or each, got {self.multi_label!r}"
+            )
         if self.prior is not None:
             prior = tuple(_check_nonneg_finite("prior value", a) for a in self.prior)
             object.__setattr__(self, "prior", prior)
@@ -138,12 +150,15 @@ def vote_counts(
     n_clips: int,
     K: int,
     options: DistributionOptions | None = None,
+    annotator: np.ndarray | None = None,
 ) -> np.ndarray:
     """Weighted vote counts per clip and label, shape ``(n_clips, K)``, float64.
 
     Each vote contributes ``weight * (1 if rank == 0 else options.secondary_weight)`` to cell
-    ``(clip_idx, label_idx)``; votes with ``label_idx == -1`` (outside the label set) are
-    ignored. Implemented as a single ``np.bincount`` over the flat index ``clip * K + label``.
+    ``(clip_idx, label_idx)`` (``multi_label="primary"``, the default; see
+    `DistributionOptions` for ``split`` and ``each``, which need ``annotator``: one id per
+    vote); votes with ``label_idx == -1`` (outside the label set) are ignored. Implemented as
+    a single ``np.bincount`` over the flat index ``clip * K + label``.
 
     Raises:
         ValueError: on length mismatch, NaN / infinite / negative weights, negative ranks,
@@ -186,10 +201,30 @@ def vote_counts(
             raise ValueError(f"vote rank must be >= 0, got {ranks.min()}")
 
     keep = labels >= 0
-    eff = np.where(ranks[keep] == 0, w[keep], w[keep] * opts.secondary_weight)
+    if opts.multi_label == "primary":
+        eff = np.where(ranks[keep] == 0, w[keep], w[keep] * opts.secondary_weight)
+    elif opts.multi_label == "each":
+        eff = w[keep]
+    else:
+        eff = (w / _list_lengths(clips, annotator, n))[keep]
     flat = clips[keep] * K + labels[keep]
     counts = np.bincount(flat, weights=eff, minlength=n_clips * K)
     return counts.reshape(n_clips, K)
+
+
+def _list_lengths(clips: np.ndarray, annotator: np.ndarray | None, n: int) -> np.ndarray:
+    """Per vote, how many votes its annotator gave the same clip (the length of that
+    rater's label list, out-of-set labels included)."""
+    if annotator is None:
+        raise ValueError("multi_label='split' needs the annotator of every vote")
+    who = _int_array("annotator", annotator)
+    if who.shape[0] != n:
+        raise ValueError(f"annotator must have one entry per vote ({n}), got {who.shape[0]}")
+    if n == 0:
+        return np.ones(0)
+    pair = clips * (int(who.max()) + 1) + who
+    _, inverse, sizes = np.unique(pair, return_inverse=True, return_counts=True)
+    return sizes[inverse].astype(np.float64)
 
 
 def _as_counts(counts: object, name: str = "counts") -> np.ndarray:
@@ -248,16 +283,29 @@ def entropy_bits(dist: np.ndarray) -> np.ndarray:
     return -xlogy(p, p).sum(axis=-1) / _LN2
 
 
-def normalized_entropy(dist: np.ndarray) -> np.ndarray:
-    """Entropy divided by its maximum: ``H / log2(K)``, in ``[0, 1]`` (NaN rows stay NaN).
+def normalized_entropy(
+    dist: np.ndarray, norm: Literal["log-k", "log-present"] = "log-k"
+) -> np.ndarray:
+    """Entropy divided by a maximum, in ``[0, 1]`` (NaN rows stay NaN).
 
-    ``K`` is the number of columns (the size of the label set, not the number of labels that
-    received votes), so values are comparable within a dataset. For ``K == 1`` every valid
-    clip is unambiguous and gets 0. Results are clipped to ``[0, 1]`` to absorb rounding.
+    ``norm="log-k"`` (ambiscope): ``H / log2(K)`` with ``K`` the number of columns (the size
+    of the label set, not the number of labels that received votes), so values are
+    comparable within a dataset and a 50/50 split of two labels among ten is 0.30, not
+    maximal. ``norm="log-present"`` (Zhang et al.'s official code): ``H / log2(m)`` with ``m``
+    the number of labels with non-zero probability in that clip, 0 when ``m == 1``: every
+    even split is 1.0 whatever its size. The base of the logarithm cancels in both. Results
+    are clipped to ``[0, 1]`` to absorb rounding.
     """
     d = np.asarray(dist, dtype=np.float64)
-    K = d.shape[-1]
     h = entropy_bits(d)
+    if norm == "log-present":
+        m = (d > 0).sum(axis=-1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out = np.where(m > 1, h / np.log2(np.maximum(m, 2)), 0.0)
+        return np.where(np.isnan(h), np.nan, np.clip(out, 0.0, 1.0))
+    if norm != "log-k":
+        raise ValueError(f"unknown entropy normalisation {norm!r} (log-k or log-present)")
+    K = d.shape[-1]
     if K <= 1:
         return np.where(np.isnan(h), np.nan, 0.0)
     return np.clip(h / math.log2(K), 0.0, 1.0)
@@ -270,9 +318,10 @@ class AmbiguityResult:
     Attributes:
         codes: int8 array, 0/1/2 = low/medium/high (see ``AMBIGUITY_LEVELS``), -1 for clips
             without a valid (non-NaN) normalised entropy.
-        cuts: ``(q1, q2)``: value ``<= q1`` is low, ``<= q2`` medium, otherwise high.
-            NaN when tertiles were requested but no valid value exists.
-        method: ``"tertile"`` or ``"fixed"``.
+        cuts: ``(q1, q2)``: value ``<= q1`` is low, ``<= q2`` medium, otherwise high
+            (``rank-thirds``: the values of the last low and the last medium clip).
+            NaN when no valid value exists.
+        method: ``"tertile"``, ``"rank-thirds"`` or ``"fixed"``.
     """
 
     codes: np.ndarray
@@ -289,10 +338,15 @@ class AmbiguityResult:
 def ambiguity_levels(
     norm_entropy: np.ndarray,
     *,
-    method: Literal["tertile", "fixed"] = "tertile",
+    method: Literal["tertile", "rank-thirds", "fixed"] = "tertile",
     thresholds: tuple[float, float] = (1 / 3, 2 / 3),
 ) -> AmbiguityResult:
     """Bin normalised entropies into low / medium / high ambiguity.
+
+    ``method="rank-thirds"`` (Zhang et al.'s official code): the valid clips sorted by value
+    (stable: ties keep their order, the clip order = the corpus file order) and cut into
+    thirds by rank: the first ``n // 3`` are low, the next ``n // 3`` medium, the rest high.
+    Levels are balanced, and clips with the same value may fall on both sides of a cut.
 
     ``method="tertile"`` (the papers' analysis): cut points are the 1/3 and 2/3 quantiles
     (numpy's default linear interpolation) of the valid values in ``norm_entropy``. Pass one
@@ -309,6 +363,8 @@ def ambiguity_levels(
     """
     h = np.asarray(norm_entropy, dtype=np.float64)
     valid = ~np.isnan(h)
+    if method == "rank-thirds":
+        return _rank_thirds(h, valid)
     if method == "tertile":
         vals = h[valid]
         if vals.size:
@@ -322,7 +378,9 @@ def ambiguity_levels(
         if not (math.isfinite(q1) and math.isfinite(q2)) or q1 > q2:
             raise ValueError(f"thresholds must be finite with t1 <= t2, got {thresholds!r}")
     else:
-        raise ValueError(f"unknown ambiguity method {method!r} (use 'tertile' or 'fixed')")
+        raise ValueError(
+            f"unknown ambiguity method {method!r} (use 'tertile', 'rank-thirds' or 'fixed')"
+        )
 
     codes = np.full(h.shape, -1, dtype=np.int8)
     hv = h[valid]
@@ -333,6 +391,26 @@ def ambiguity_levels(
         cuts=(q1, q2),
         method=method,
         counts=(int(n_per[0]), int(n_per[1]), int(n_per[2])),
+    )
+
+
+def _rank_thirds(h: np.ndarray, valid: np.ndarray) -> AmbiguityResult:
+    """Exact thirds by rank of the valid values (see `ambiguity_levels`)."""
+    index = np.flatnonzero(valid)
+    order = index[np.argsort(h[index], kind="stable")]
+    n = order.size
+    third = n // 3
+    codes = np.full(h.shape, -1, dtype=np.int8)
+    codes[order[:third]] = 0
+    codes[order[third : 2 * third]] = 1
+    codes[order[2 * third :]] = 2
+    cut1 = float(h[order[third - 1]]) if third > 0 else math.nan
+    cut2 = float(h[order[2 * third - 1]]) if third > 0 else math.nan
+    return AmbiguityResult(
+        codes=codes,
+        cuts=(cut1, cut2),
+        method="rank-thirds",
+        counts=(third, third, n - 2 * third),
     )
 
 
@@ -401,7 +479,7 @@ def _pairable(counts: object) -> tuple[np.ndarray, np.ndarray] | None:
     return c[use], totals[use]
 
 
-def fleiss_kappa(counts: np.ndarray) -> float:
+def fleiss_kappa(counts: np.ndarray, single: Literal["drop", "perfect"] = "drop") -> float:
     """Fleiss' kappa from an ``(n_items, K)`` matrix of rater counts ``n_ik``.
 
     Classical Fleiss (1971) assumes every item has the same number of raters ``n``. Crowd
@@ -417,7 +495,15 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     which reduces exactly to Fleiss' formula when all ``n_i`` are equal. Items with fewer than
     2 ratings have no rater pairs and are dropped (also from ``p_k``). Returns NaN when the
     statistic is undefined: no usable item, or ``P_e == 1`` (every rating in one category).
+
+    ``single="perfect"`` follows Zhang et al.'s official code instead: an item rated once
+    counts as perfect agreement (``P_i = 1``) and its rating enters ``p_k``; a mean of at most
+    one rating per item gives 1.0, and ``P_e == 1`` gives 1.0 when ``P_bar > 0.99``, else 0.
     """
+    if single == "perfect":
+        return _fleiss_single_perfect(counts)
+    if single != "drop":
+        raise ValueError(f"single must be 'drop' or 'perfect', got {single!r}")
     pairable = _pairable(counts)
     if pairable is None:
         return math.nan
@@ -428,6 +514,24 @@ def fleiss_kappa(counts: np.ndarray) -> float:
     p_e = float((p_k**2).sum())
     if p_e >= 1.0 - 1e-12:
         return math.nan
+    return (p_bar - p_e) / (1.0 - p_e)
+
+
+def _fleiss_single_perfect(counts: np.ndarray) -> float:
+    """Fleiss' kappa with single-rater items as perfect agreement (see `fleiss_kappa`)."""
+    c = _rater_counts(counts)
+    c = c[c.sum(axis=1) > 0]
+    if c.shape[0] == 0 or c.shape[1] <= 1:
+        return 1.0
+    n_i = c.sum(axis=1)
+    if n_i.mean() <= 1:
+        return 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pairs = (c * (c - 1)).sum(axis=1) / (n_i * (n_i - 1))
+    p_bar = float(np.where(n_i <= 1, 1.0, pairs).mean())
+    p_e = float(((c.sum(axis=0) / n_i.sum()) ** 2).sum())
+    if abs(p_e - 1.0) < 1e-10:
+        return 1.0 if p_bar > 0.99 else 0.0
     return (p_bar - p_e) / (1.0 - p_e)
 
 
@@ -481,7 +585,9 @@ def krippendorff_alpha_from_reliability(data: np.ndarray) -> float:
     return krippendorff_alpha_nominal(counts.reshape(n_units, n_cat).astype(np.float64))
 
 
-def agreement_summary(counts: np.ndarray) -> dict[str, float | int | bool]:
+def agreement_summary(
+    counts: np.ndarray, single: Literal["drop", "perfect"] = "drop"
+) -> dict[str, float | int | bool]:
     """Agreement statistics for one dataset (or split) from its ``(n_items, K)`` rater counts.
 
     Keys: ``fleiss_kappa``, ``krippendorff_alpha`` (NaN where undefined), ``n_items`` (rows
@@ -494,7 +600,7 @@ def agreement_summary(counts: np.ndarray) -> dict[str, float | int | bool]:
     n_i = c.sum(axis=1)
     used = n_i[n_i >= 2]
     return {
-        "fleiss_kappa": fleiss_kappa(c),
+        "fleiss_kappa": fleiss_kappa(c, single),
         "krippendorff_alpha": krippendorff_alpha_nominal(c),
         "n_items": int(c.shape[0]),
         "n_items_used": int(used.size),

@@ -44,6 +44,8 @@ class HumanOptions:
     kinds: tuple[str, ...] = ("human",)
     ambiguity_method: str = "tertile"
     thresholds: tuple[float, float] = (1 / 3, 2 / 3)
+    entropy_norm: str = "log-k"  # normalised entropy: H / log K, or H / log(labels present)
+    kappa_single: str = "drop"  # Fleiss' kappa: single-rater clips dropped or perfect
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -63,6 +65,8 @@ class HumanOptions:
             kinds=tuple(data.get("kinds", ("human",))),
             ambiguity_method=data.get("ambiguity_method", "tertile"),
             thresholds=tuple(data.get("thresholds", (1 / 3, 2 / 3))),  # type: ignore[arg-type]
+            entropy_norm=data.get("entropy_norm", "log-k"),
+            kappa_single=data.get("kappa_single", "drop"),
         )
 
 
@@ -79,6 +83,7 @@ class HumanData:
     norm_entropy: np.ndarray
     ambiguity: np.ndarray  # str: low/medium/high or "" for clips without votes
     majority: np.ndarray  # int label index, -1 without votes
+    cuts: dict[str, Any] | None = None  # how levels were cut (computed in memory only)
 
 
 @dataclass(frozen=True)
@@ -99,19 +104,26 @@ def dataset_options(dataset: Dataset) -> HumanOptions:
 
 def human_options(conventions: Conventions, dataset: Dataset) -> HumanOptions:
     """The dataset's human reference under ``conventions``: which annotator kinds and
-    prior stay the dataset's own; vote weighting, smoothing, entropy normalisation and the
-    ambiguity rule are the conventions'."""
+    prior stay the dataset's own; vote weighting, smoothing, entropy normalisation, the
+    ambiguity rule and the agreement edge rule are the conventions'. ``multi_label`` applies
+    to corpora whose raters give label lists (``label_lists`` in the dataset's options,
+    IEMOCAP); elsewhere a later-rank vote is a separate question (MSP-Podcast's secondary
+    emotions) weighted by ``secondary_weight``."""
     base = dataset_options(dataset)
+    lists = bool(dataset.options.get("label_lists"))
     distribution = replace(
         base.distribution,
         secondary_weight=conventions.secondary_weight,
         smoothing=conventions.smoothing,
+        multi_label=conventions.multi_label if lists else "primary",
     )
     return replace(
         base,
         distribution=distribution,
         ambiguity_method=conventions.ambiguity,
         thresholds=conventions.thresholds,
+        entropy_norm=conventions.entropy_norm,
+        kappa_single=conventions.kappa_single,
     )
 
 
@@ -120,7 +132,7 @@ def default_options(ws: Workspace, dataset: Dataset) -> HumanOptions:
     return human_options(resolve(ws.get_meta), dataset)
 
 
-def agreement_from_counts(counts: np.ndarray) -> dict[str, Any]:
+def agreement_from_counts(counts: np.ndarray, single: str = "drop") -> dict[str, Any]:
     """Agreement on primary votes; undefined (with a reason) for fractional weights."""
     if counts.size and not np.allclose(counts, np.round(counts)):
         return {
@@ -128,7 +140,7 @@ def agreement_from_counts(counts: np.ndarray) -> dict[str, Any]:
             "krippendorff_alpha": None,
             "reason": "fractional vote weights",
         }
-    summary = agreement_summary(np.round(counts)) if counts.size else {}
+    summary = agreement_summary(np.round(counts), single) if counts.size else {}  # type: ignore[arg-type]
     return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
 
 
@@ -167,10 +179,10 @@ def _tally(ws: Workspace, ds: Dataset, opts: HumanOptions) -> _Tally:
     votes = ws.vote_arrays(ds.id, opts.kinds)
     clip_idx = np.searchsorted(clip_ids, votes.clip_id)
     args = (clip_idx, votes.label_idx, votes.weight, votes.rank, len(clip_ids), ds.k)
-    counts = vote_counts(*args, opts.distribution)
+    counts = vote_counts(*args, opts.distribution, annotator=votes.annotator_id)
     primary = vote_counts(*args, DistributionOptions())
     dist, valid = human_distribution(counts, opts.distribution)
-    nent = normalized_entropy(dist)
+    nent = normalized_entropy(dist, opts.entropy_norm)  # type: ignore[arg-type]
     levels = ambiguity_levels(
         nent,
         method=opts.ambiguity_method,
@@ -186,7 +198,7 @@ def compute_human(
 ) -> HumanData:
     """A dataset's human reference from its votes, in memory: nothing is read from or
     written to the cache, so it is safe inside a read snapshot."""
-    t = _tally(ws, dataset, options or dataset_options(dataset))
+    t = _tally(ws, dataset, options or default_options(ws, dataset))
     names = np.array([*AMBIGUITY_LEVELS, ""], dtype=object)
     codes = t.levels.codes
     return HumanData(
@@ -199,6 +211,7 @@ def compute_human(
         norm_entropy=np.where(t.valid, t.norm_entropy, np.nan),
         ambiguity=names[np.where(codes >= 0, codes, len(AMBIGUITY_LEVELS))],
         majority=np.where(t.valid, t.majority, -1),
+        cuts={"method": t.levels.method, "cuts": [float(c) for c in t.levels.cuts]},
     )
 
 
@@ -209,7 +222,7 @@ def refresh_human(
     then rescore the stored predictions against it."""
     ds = dataset if isinstance(dataset, Dataset) else ws.get_dataset(dataset)
     ds = ws.get_dataset(ds.id)  # fresh votes_version
-    opts = options or dataset_options(ds)
+    opts = options or default_options(ws, ds)
     t = _tally(ws, ds, opts)
     ent = entropy_bits(t.dist)
     blobs = codec.encode_many(t.dist)
@@ -230,7 +243,7 @@ def refresh_human(
         for i in range(len(t.clip_ids))
     ]
     cuts = {"method": t.levels.method, "cuts": [float(c) for c in t.levels.cuts]}
-    agreement = agreement_from_counts(t.primary[t.valid])
+    agreement = agreement_from_counts(t.primary[t.valid], opts.kappa_single)
     ws.write_human_cache(
         ds.id,
         rows,
@@ -256,7 +269,7 @@ def is_fresh(ws: Workspace, dataset: Dataset, options: HumanOptions | None = Non
     if state is None:
         return False
     current = ws.get_dataset(dataset.id)
-    opts = options or dataset_options(current)
+    opts = options or default_options(ws, current)
     return state["votes_version"] == current.votes_version and state["options"] == _roundtrip(
         opts.to_dict()
     )
@@ -294,7 +307,7 @@ def snapshot_human(ws: Workspace, dataset: Dataset) -> tuple[HumanData, str]:
     the snapshot sees, so it never disagrees with them.
     """
     ds = ws.get_dataset(dataset.id)
-    options = dataset_options(ds)
+    options = default_options(ws, ds)
     if is_fresh(ws, ds, options):
         human = read_human(ws, ds)
         if np.array_equal(human.clip_ids, dataset_clip_ids(ws, ds)):

@@ -30,6 +30,7 @@ from ambiscope.core.reference.human import (
     HumanData,
     dataset_clip_ids,
     dataset_options,
+    default_options,
     load_human,
 )
 from ambiscope.db import Dataset, Run, Workspace
@@ -78,7 +79,7 @@ class Reference:
         excluded = _other_runs_annotators(ws, ds, run)
         if excluded:
             keep = ~np.isin(votes.annotator_id, np.fromiter(excluded, dtype=np.int64))
-        options = DistributionOptions() if primary_only else dataset_options(ds).distribution
+        options = DistributionOptions() if primary_only else default_options(ws, ds).distribution
         counts = vote_counts(
             np.searchsorted(clip_ids, votes.clip_id[keep]),
             votes.label_idx[keep],
@@ -87,6 +88,7 @@ class Reference:
             len(clip_ids),
             ds.k,
             options,
+            annotator=votes.annotator_id[keep],
         )
         return counts, clip_ids
 
@@ -113,7 +115,7 @@ class Reference:
             human = load_human(ws, ds)
             return human.clip_ids, human.dist, human.valid
         counts, clip_ids = self.counts(ws, ds, run=run, human_kinds=human_kinds)
-        dist, valid = human_distribution(counts, dataset_options(ds).distribution)
+        dist, valid = human_distribution(counts, default_options(ws, ds).distribution)
         return clip_ids, dist, valid
 
     def load(
@@ -146,7 +148,8 @@ class Reference:
         aligned[found] = counts[rows[found]]
         aligned_primary = np.zeros((n, ds.k))
         aligned_primary[found] = primary[rows[found]]
-        dist, valid = human_distribution(aligned, dataset_options(ds).distribution)
+        options = default_options(ws, ds)
+        dist, valid = human_distribution(aligned, options.distribution)
         majority, _ = majority_labels(aligned_primary)
         clean = np.nan_to_num(dist)
         return HumanData(
@@ -156,7 +159,11 @@ class Reference:
             valid=valid,
             n_votes=aligned_primary.sum(axis=1),
             entropy=np.where(valid, entropy_bits(clean), np.nan),
-            norm_entropy=np.where(valid, normalized_entropy(clean), np.nan),
+            norm_entropy=np.where(
+                valid,
+                normalized_entropy(clean, options.entropy_norm),  # type: ignore[arg-type]
+                np.nan,
+            ),
             ambiguity=human.ambiguity,
             majority=np.where(valid, majority, -1),
         )

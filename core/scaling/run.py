@@ -46,6 +46,7 @@ from ambiscope.core.alm.prompts import (
     template_text,
 )
 from ambiscope.core.audio import AudioError
+from ambiscope.core.conventions import resolve
 from ambiscope.core.reference.human import load_human
 from ambiscope.core.reference.prediction_scores import ReferenceScorer
 from ambiscope.core.scaling.loop import (
@@ -234,6 +235,8 @@ def find_or_create_run(
         "clips_per_batch": clips_per_batch,
         # a named convention: which random stream each candidate draws from
         "seeding": "candidate i of clip k: derive_seed(derive_seed(run seed, k), i)",
+        # the workspace's conventions when the run began (how its clips are scored/grouped)
+        "conventions": resolve(ws.get_meta).to_dict(),
         "versions": package_versions(),
         "git": _git_describe(),
     }

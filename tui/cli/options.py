@@ -146,7 +146,7 @@ def option_group(options: Sequence[Callable[[F], F]]) -> Callable[[F], F]:
 
 
 # ------------------------------------------------------------- conventions
-def _set_pairs(_ctx: click.Context, _param: click.Parameter, value: Any) -> dict[str, str]:
+def set_pairs(_ctx: click.Context, _param: click.Parameter, value: Any) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in value or ():
         name, sep, text = item.partition("=")
@@ -170,7 +170,7 @@ conventions_options = option_group(
             "set_conventions",
             multiple=True,
             metavar="NAME=VALUE",
-            callback=_set_pairs,
+            callback=set_pairs,
             help="Override one convention, e.g. --set ambiguity=rank-thirds (repeatable; "
             "`ambiscope config show` lists them).",
         ),

@@ -7,7 +7,14 @@ from pathlib import Path
 
 import click
 
-from ambiscope.tui.cli.options import RegistryChoice, db_option, json_option, progress_printer
+from ambiscope.tui.cli.options import (
+    RegistryChoice,
+    conventions_options,
+    db_option,
+    json_option,
+    progress_printer,
+    set_pairs,
+)
 
 
 @click.command()
@@ -72,19 +79,79 @@ def demo(
 
 @click.command()
 @click.option("--dataset", "-d", multiple=True, help="Limit to these datasets (repeatable).")
+@conventions_options
 @json_option
 @db_option
-def stats(dataset: tuple[str, ...], as_json: bool, db: Path) -> None:
+def stats(
+    dataset: tuple[str, ...],
+    preset: str | None,
+    set_conventions: dict[str, str],
+    as_json: bool,
+    db: Path,
+) -> None:
     """Per-dataset clips, votes (weighted votes count by weight), raters per clip, label
-    histogram, ambiguity and agreement."""
+    histogram, ambiguity and agreement, under the active conventions (--preset)."""
     import json
 
+    from ambiscope.core.conventions import resolve
     from ambiscope.core.stats import format_stats, workspace_stats
     from ambiscope.db import Workspace
 
-    with Workspace.open(db) as ws:
-        result = workspace_stats(ws, list(dataset) or None)
+    with Workspace.open(db, readonly=True) as ws:
+        conventions = resolve(ws.get_meta, preset, set_conventions)
+        result = workspace_stats(ws, list(dataset) or None, conventions)
     click.echo(json.dumps(result, indent=2) if as_json else format_stats(result))
+
+
+@click.group()
+@db_option(expose_value=False)
+def config() -> None:
+    """Workspace settings: the default conventions preset every command uses."""
+
+
+@config.command("preset")
+@click.argument("name", type=RegistryChoice("ambiscope.core.conventions:PRESETS"))
+@click.option(
+    "--set",
+    "set_conventions",
+    multiple=True,
+    metavar="NAME=VALUE",
+    callback=set_pairs,
+    help="Store an override with the preset (repeatable).",
+)
+@db_option
+def config_preset(name: str, set_conventions: dict[str, str], db: Path) -> None:
+    """Make NAME (plus --set overrides) this workspace's default conventions."""
+    from ambiscope.core.conventions import preset, write_default
+    from ambiscope.db import Workspace
+
+    conventions = preset(name).with_overrides(set_conventions)
+    with Workspace.open(db) as ws, ws.transaction():
+        write_default(ws.set_meta, conventions)
+    click.echo(f"default conventions: {conventions.label()}")
+
+
+@config.command("show")
+@click.option("--preset", type=RegistryChoice("ambiscope.core.conventions:PRESETS"))
+@json_option
+@db_option
+def config_show(preset: str | None, as_json: bool, db: Path) -> None:
+    """Every convention of the workspace's default (or --preset) with its value and choices."""
+    import json
+
+    from ambiscope.core.conventions import Conventions, resolve
+    from ambiscope.db import Workspace
+
+    with Workspace.open(db, readonly=True) as ws:
+        conventions = resolve(ws.get_meta, preset)
+    if as_json:
+        click.echo(json.dumps(conventions.to_dict(), indent=2))
+        return
+    click.echo(f"conventions: {conventions.label()}")
+    for name in Conventions.field_names():
+        choices = Conventions.CHOICES.get(name)
+        hint = f"  ({' | '.join(choices)})" if choices else ""
+        click.echo(f"  {name} = {getattr(conventions, name)}{hint}")
 
 
 @click.command("make-tiny-model")
