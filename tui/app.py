@@ -84,6 +84,17 @@ class AmbiscopeApp(WorkspaceApp):
         else:
             self.switch_mode("browser")
 
+    def action_cycle_label_rule(self) -> None:
+        """Next weighting of label lists / secondary labels (stored as the workspace's
+        default conventions, so `stats`, `metrics` and exports agree with the screen)."""
+        try:
+            now = data.cycle_label_rule(self.access)
+        except Exception as exc:
+            self.notify(one_line(exc), severity="error")
+            return
+        self.notify(f"{now}; recomputing…")
+        self.refresh_human(self.settings.include_own_votes)
+
     def action_toggle_own_votes(self) -> None:
         self.settings.include_own_votes = not self.settings.include_own_votes
         if self._save_settings:

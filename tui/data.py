@@ -22,8 +22,8 @@ import numpy as np
 from ambiscope.core.browse import query as browse
 from ambiscope.core.browse.query import BrowseQuery, ClipHuman, ClipPrediction
 from ambiscope.core.paths import dataset_file
-from ambiscope.core.reference.human import HumanOptions, dataset_options, ensure_human
-from ambiscope.db import Clip, Dataset, Run, Sample, VoteIn, VoteRow
+from ambiscope.core.reference.human import HumanOptions, default_options, ensure_human
+from ambiscope.db import Clip, Dataset, Run, Sample, VoteIn, VoteRow, Workspace
 from ambiscope.db.access import WorkspaceAccess
 
 ENVELOPE_COLUMNS = 512
@@ -70,13 +70,49 @@ def load_context(access: WorkspaceAccess) -> WorkspaceContext:
         )
 
 
-def human_options(ds: Dataset, include_own: bool) -> HumanOptions:
-    """The dataset's reference options, with the researcher's votes pooled in if asked."""
-    opts = dataset_options(ds)
+def human_options(ws: Workspace, ds: Dataset, include_own: bool) -> HumanOptions:
+    """The dataset's reference options under the workspace's conventions, with the
+    researcher's votes pooled in if asked."""
+    opts = default_options(ws, ds)
     kinds = tuple(k for k in opts.kinds if k != "self")
     if include_own:
         kinds = (*kinds, "self")
     return replace(opts, kinds=kinds)
+
+
+LABEL_LIST_RULES: tuple[tuple[str, float], ...] = (
+    ("split", 0.0),
+    ("each", 0.0),
+    ("primary", 0.0),
+    ("primary", 0.5),
+)
+"""(multi_label, secondary_weight) settings the TUI cycles through (`W`): how an IEMOCAP
+evaluator's label list counts, and what MSP-Podcast's secondary emotions weigh."""
+
+
+def describe_label_rule(multi_label: str, secondary_weight: float) -> str:
+    lists = {
+        "split": "each listed label 1/len(list)",
+        "each": "each listed label 1",
+        "primary": "first listed label only",
+    }[multi_label]
+    return f"label lists: {lists}; secondary labels weigh {secondary_weight:g}"
+
+
+def cycle_label_rule(access: WorkspaceAccess) -> str:
+    """Store the next `LABEL_LIST_RULES` entry in the workspace's default conventions
+    (what every command then uses) and say what it is now."""
+    from ambiscope.core.conventions import read_default, write_default
+
+    with access.writer() as ws:
+        current = read_default(ws.get_meta).conventions()
+        now = (current.multi_label, current.secondary_weight)
+        index = LABEL_LIST_RULES.index(now) + 1 if now in LABEL_LIST_RULES else 0
+        rule, weight = LABEL_LIST_RULES[index % len(LABEL_LIST_RULES)]
+        changed = current.with_overrides({"multi_label": rule, "secondary_weight": f"{weight:g}"})
+        with ws.transaction():
+            write_default(ws.set_meta, changed)
+    return describe_label_rule(rule, weight)
 
 
 def refresh_human_cache(access: WorkspaceAccess, include_own: bool) -> list[str]:
@@ -84,7 +120,7 @@ def refresh_human_cache(access: WorkspaceAccess, include_own: bool) -> list[str]
     changed = []
     with access.writer() as ws:
         for ds in ws.datasets():
-            if ensure_human(ws, ds, human_options(ds, include_own)):
+            if ensure_human(ws, ds, human_options(ws, ds, include_own)):
                 changed.append(ds.name)
     return changed
 
@@ -273,7 +309,7 @@ def apply_edit(
             refreshed = False
             if include_own:
                 ds = ws.get_dataset(clip.dataset_id)
-                refreshed = ensure_human(ws, ds, human_options(ds, True))
+                refreshed = ensure_human(ws, ds, human_options(ws, ds, True))
             return EditResult(edit, inverse, 1, human_refreshed=refreshed)
         if edit.kind in ("bulk_flag", "bulk_tag"):
             table = "flags" if edit.kind == "bulk_flag" else "tags"
@@ -349,7 +385,7 @@ def evaluate_rows(
                     ds,
                     reference,
                     human=human,
-                    human_kinds=human_options(ds, include_own).kinds,
+                    human_kinds=human_options(ws, ds, include_own).kinds,
                 )
             out += evaluate_human(
                 ws, human, runs, bootstrap=bootstrap, seed=seed, should_stop=should_stop

@@ -183,6 +183,15 @@ KEYS: tuple[KeySpec, ...] = (
         "Screens",
         scope="app",
     ),
+    KeySpec(
+        "W",
+        "app.cycle_label_rule",
+        "label lists",
+        "how IEMOCAP label lists and secondary labels count: split, each, first only, "
+        "first + secondary x0.5 (cycles; stored as the workspace's conventions)",
+        "Screens",
+        scope="app",
+    ),
     KeySpec("q", "app.quit", "quit", "quit ambiscope", "Screens", scope="app"),
     # --- jobs screen
     KeySpec(
