@@ -33,6 +33,14 @@ CANONICAL_LABELS: tuple[str, ...] = (
 # The four classes most IEMOCAP/MSP papers report on.
 FOUR_CLASS: tuple[str, ...] = ("neutral", "happy", "sad", "angry")
 
+PROJECTIONS: dict[str, tuple[str, ...]] = {"4class": FOUR_CLASS}
+"""Label projections a convention can name (`label_projection`) -> the label set kept.
+
+A projection only restricts the label set, exactly like `--labels`: votes outside it are
+dropped and nothing is folded (the official 4-class IEMOCAP lists of Zhang et al. hold
+only Anger / Happiness / Neutral state / Sadness, so `excited` is not merged into `happy`
+unless `--merge-excited` asks for it)."""
+
 SYNONYMS: dict[str, str] = {
     "neutral": "neutral",
     "neutral state": "neutral",

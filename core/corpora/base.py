@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.labels import (
     CORPUS_LABEL_SETS,
     LabelMapper,
@@ -119,6 +120,27 @@ class ImportOptions:
     replace: bool = False
     allow_outside_root: bool = False  # audio paths may leave the dataset root (stored)
     extra: Mapping[str, Any] = field(default_factory=dict)  # format-specific (e.g. modality)
+    # label_projection (when --labels is not given) and secondary_only; stored with the data
+    conventions: Conventions = field(default_factory=Conventions)
+
+
+@dataclass(frozen=True)
+class SecondaryOnly:
+    """Clips whose only in-set human votes are secondary (rank >= 1) under a restricted
+    label set, and what the `secondary_only` convention did with them."""
+
+    policy: str  # drop / keep
+    clips: int
+
+    def describe(self) -> str:
+        done = "dropped" if self.policy == "drop" else "kept with those votes"
+        return (
+            f"clips whose only in-set votes are secondary: {self.clips} {done} "
+            f"(secondary_only={self.policy})"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "clips": self.clips}
 
 
 @dataclass
@@ -133,14 +155,19 @@ class ImportResult:
     bad_lines: int
     bad_examples: list[str]
     warnings: list[str]
+    conventions: str = ""  # the conventions' label (`Conventions.label()`)
+    secondary_only: SecondaryOnly | None = None  # under a label restriction only
 
     def summary(self) -> str:
+        named = f"; conventions: {self.conventions}" if self.conventions else ""
         lines = [
             f"imported {self.dataset.name} ({self.dataset.format}): "
             f"{self.clips_total} clips ({self.clips_added} new), "
             f"{self.votes_total:,.0f} votes ({self.votes_written} new vote rows), "
-            f"labels {', '.join(self.dataset.label_set)}"
+            f"labels {', '.join(self.dataset.label_set)}{named}"
         ]
+        if self.secondary_only and self.secondary_only.clips:
+            lines.append(f"  {self.secondary_only.describe()}")
         if self.votes_dropped:
             dropped = ", ".join(f"{k} {v}" for k, v in self.votes_dropped.most_common())
             lines.append(f"  dropped votes: {dropped}")
@@ -284,14 +311,57 @@ def fold_votes(votes: list[tuple[RawVote, str]]) -> list[tuple[RawVote, str]]:
     return out
 
 
+SECONDARY_ONLY_KINDS: tuple[str, ...] = ("human",)
+"""Annotator kinds whose votes make the human reference, so decide "secondary-only"."""
+
+
+def secondary_only_clips(votes: Iterable[tuple[RawVote, str]]) -> set[str]:
+    """Keys of clips whose kept human votes are all secondary (every rank >= 1).
+
+    Under a restricted label set an IEMOCAP clip whose evaluators all wrote
+    "Frustration; Anger" keeps only rank-1 `angry` votes: counted as primaries only, it
+    has no vote at all; counted as anything else, it is one-hot `angry` from answers
+    nobody gave first. Clips with no kept human vote are not in this set (they simply have
+    no reference, as before).
+    """
+    lowest: dict[str, int] = {}
+    for vote, _ in votes:
+        if vote.kind in SECONDARY_ONLY_KINDS:
+            held = lowest.get(vote.clip_key)
+            if held is None or vote.rank < held:
+                lowest[vote.clip_key] = vote.rank
+    return {key for key, rank in lowest.items() if rank > 0}
+
+
+def _apply_secondary_only(
+    parsed: ParsedCorpus,
+    options: ImportOptions,
+    kept: list[tuple[RawVote, str]],
+    dropped: Counter[str],
+) -> tuple[list[ClipIn], list[tuple[RawVote, str]], SecondaryOnly | None]:
+    """(clips, votes) after the `secondary_only` convention; only a restricted label set
+    (a projection or --labels) can leave a clip with secondary votes alone."""
+    if not options.labels:
+        return parsed.clips, kept, None
+    keys = secondary_only_clips(kept)
+    policy = options.conventions.secondary_only
+    if not keys or policy == "keep":
+        return parsed.clips, kept, SecondaryOnly(policy, len(keys))
+    clips = [c for c in parsed.clips if c.key not in keys]
+    votes = [(v, label) for v, label in kept if v.clip_key not in keys]
+    dropped["clip with only secondary in-set votes"] += len(kept) - len(votes)
+    return clips, votes, SecondaryOnly(policy, len(keys))
+
+
 def write_corpus(
     ws: Workspace, parsed: ParsedCorpus, options: ImportOptions, *, default_name: str
 ) -> ImportResult:
     """Write a parsed corpus into the workspace as one transaction (see module docstring)."""
     _check_clip_paths(parsed, options)
     kept, dropped, unknown, label_set = map_votes(parsed, options)
+    clips, kept, secondary_only = _apply_secondary_only(parsed, options, kept, dropped)
     name = options.name or default_name
-    clip_keys = {c.key for c in parsed.clips}
+    clip_keys = {c.key for c in clips}
     orphans = sorted({v.clip_key for v, _ in kept} - clip_keys)
     if orphans:
         raise ImportFormatError(
@@ -308,8 +378,10 @@ def write_corpus(
             "skip_bad": options.skip_bad,
             ALLOW_OUTSIDE_ROOT: options.allow_outside_root,
             **{k: v for k, v in options.extra.items()},
+            **({"secondary_only": secondary_only.to_dict()} if secondary_only else {}),
         },
         **parsed.options,
+        "conventions": options.conventions.to_dict(),
     }
     with ws.transaction():
         existing = ws.find_dataset(name)
@@ -328,7 +400,7 @@ def write_corpus(
                     f"dataset {ds.name!r} was imported without --allow-outside-root; "
                     "re-import it with --replace to allow audio outside its root"
                 )
-        added = ws.add_clips(ds.id, parsed.clips)
+        added = ws.add_clips(ds.id, clips)
         ids = ws.clip_ids(ds.id)
         annotators = ws.ensure_annotators(ds.id, sorted({(v.annotator, v.kind) for v, _ in kept}))
         written = ws.add_vote_rows(
@@ -350,6 +422,8 @@ def write_corpus(
         bad_lines=len(parsed.bad),
         bad_examples=[str(e) for e in parsed.bad[:5]],
         warnings=parsed.warnings,
+        conventions=options.conventions.label(),
+        secondary_only=secondary_only,
     )
 
 

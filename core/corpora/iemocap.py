@@ -33,6 +33,13 @@ Decisions (stored in the dataset options under "iemocap"):
   spoken by `Ses01M`), gender = that letter.
 * intended_label = the consensus code mapped (`xxx` -> None; `exc` -> happy with
   --merge-excited; None when outside --labels); the raw code stays in meta["consensus"].
+* An evaluator's label list is stored as written (ranks 0, 1, ...) and the format declares
+  `label_lists`, so the `multi_label` convention decides how a list counts (primary only,
+  1/len(list) each, or 1 each). The `label_projection` convention `4class` (the
+  `scaling-ambiguity` preset) imports as `--labels 4class` would, without folding
+  `excited` into `happy`: the official code's IEMOCAP classes are Anger, Happiness,
+  Neutral state and Sadness. A clip left with only secondary in-set votes is dropped or
+  kept by the `secondary_only` convention (see ambiscope.core.corpora.base).
 """
 
 from __future__ import annotations
@@ -140,6 +147,8 @@ class _Reader:
     default_name=default_name,
     summary="IEMOCAP evaluators' categorical labels, self-reports and V/A/D",
     extra=("evaluators",),
+    label_lists=True,
+    projections=("4class",),
 )
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read an IEMOCAP release (or one session) into clips and raw votes."""

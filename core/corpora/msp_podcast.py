@@ -32,7 +32,10 @@ synonyms or `Other-`) to a label of the dataset's label set (MSP-Podcast's nine,
 otherwise add columns or block the import as unknown words, so they are kept as raw counts
 in the clip's meta["secondary_other"] and summed in one warning. A secondary equal to the
 rater's major label (releases repeat it) is not a second vote. Unknown *major* labels go
-through write_corpus's unknown-label report (--map / --unknown).
+through write_corpus's unknown-label report (--map / --unknown). The format does not
+declare `label_lists`: secondary emotions answer a separate question, so the `multi_label`
+convention (for one rater's label list) does not apply and `secondary_weight` alone weighs
+them. It declares the `4class` projection (the `scaling-ambiguity` preset's label set).
 
 Clips: key = the file name without extension; split = Split_Set; gender M/F (Unknown ->
 None); speaker = SpkrID (Unknown -> None); intended_label = the consensus code mapped
@@ -206,6 +209,7 @@ class _Reader:
     default_name=default_name,
     summary="MSP-Podcast consensus table and every rater's labels",
     extra=("probe_audio",),
+    projections=("4class",),
 )
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read an MSP-Podcast release's label files into clips and raw votes."""

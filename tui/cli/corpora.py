@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
-from ambiscope.tui.cli.options import CORPUS_FORMATS, RegistryChoice, db_option
+from ambiscope.tui.cli.options import (
+    CORPUS_FORMATS,
+    RegistryChoice,
+    conventions_options,
+    db_option,
+)
 
 
 @click.command("import")
@@ -14,7 +20,11 @@ from ambiscope.tui.cli.options import CORPUS_FORMATS, RegistryChoice, db_option
 @click.argument("path", type=click.Path(exists=True))
 @click.option("--name", help="Dataset name (default: derived from the corpus).")
 @click.option("--audio-root", type=click.Path(file_okay=False), help="Where the audio lives.")
-@click.option("--labels", help="Restrict the label set: a comma list or `4class`.")
+@click.option(
+    "--labels",
+    help="Restrict the label set: a comma list or `4class` (wins over the conventions' "
+    "label_projection).",
+)
 @click.option("--merge-excited", is_flag=True, help="Fold excited into happy (IEMOCAP 4-class).")
 @click.option(
     "--map",
@@ -45,6 +55,7 @@ from ambiscope.tui.cli.options import CORPUS_FORMATS, RegistryChoice, db_option
     help="Accept audio paths that resolve outside the dataset root (stored in the "
     "dataset's options and shown in export provenance).",
 )
+@conventions_options
 @db_option
 def import_(
     format: str,
@@ -59,6 +70,8 @@ def import_(
     skip_bad: bool,
     replace: bool,
     allow_outside_root: bool,
+    preset: str | None,
+    set_conventions: dict[str, str],
     db: Path,
 ) -> None:
     """Import a corpus with every rater's vote.
@@ -67,13 +80,23 @@ def import_(
     manifest, ...); PATH is the corpus folder (or export/manifest file) exactly as its
     owners ship it. The import is one transaction: on error nothing is written.
     Re-importing adds nothing new.
+
+    The conventions (--preset, --set; recorded in the dataset's options) apply at import:
+    `label_projection=4class` imports IEMOCAP and MSP-Podcast as `--labels 4class` would
+    (an explicit --labels wins), and `secondary_only` drops or keeps clips left with only
+    secondary votes in a restricted label set.
     """
+    from ambiscope.core.conventions import Conventions, resolve
     from ambiscope.core.corpora import import_corpus
     from ambiscope.core.corpora.base import ImportOptions
     from ambiscope.core.labels import parse_label_list, parse_mapping
-    from ambiscope.core.reference.human import refresh_human
+    from ambiscope.core.reference.human import human_options, refresh_human
     from ambiscope.db import Workspace
 
+    try:  # a bad --set is a usage error, found before the workspace is created
+        Conventions().with_overrides(set_conventions)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     options = ImportOptions(
         name=name,
         audio_root=audio_root,
@@ -87,6 +110,9 @@ def import_(
         extra={"modality": modality} if format == "crema-d" else {},
     )
     with Workspace.open(db, create=True) as ws:
-        result = import_corpus(ws, format, path, options)
-        refresh_human(ws, result.dataset)
+        conventions = resolve(ws.get_meta, preset, set_conventions)
+        result = import_corpus(
+            ws, format, path, dataclasses.replace(options, conventions=conventions)
+        )
+        refresh_human(ws, result.dataset, human_options(conventions, result.dataset))
     click.echo(result.summary())

@@ -90,14 +90,17 @@ def test_categorical_file_never_double_counts(ws):
     assert ws.count_votes(ds.id) == 39
 
 
-def test_human_distribution_excludes_actors_and_secondary_labels(ws):
+def test_human_distribution_excludes_actors_and_splits_label_lists(ws):
     ds = import_corpus(ws, "iemocap", FIXTURE, ImportOptions()).dataset
+    assert ds.options["label_lists"] is True
+    # E1 and E4 split their two labels 1/2 each; E2 and E3 frustrated: 3/4 vs 1/4.
     assert human_dist(ws, ds, "Ses01F_impro01_M000") == {"angry": 0.25, "frustrated": 0.75}
-    # The actor's "Sadness" is not pooled: E2 neutral, E3 sad, E4 frustrated.
+    # The actor's "Sadness" is not pooled: E2 neutral, E3 sad, E4 "Frustration; Other".
     assert human_dist(ws, ds, "Ses01F_impro01_F001") == {
         "neutral": 0.3333,
         "sad": 0.3333,
-        "frustrated": 0.3333,
+        "frustrated": 0.1667,
+        "other": 0.1667,
     }
     with_actors = load_human(ws, ds.name, HumanOptions(kinds=("human", "actor")))
     idx = int(
