@@ -5,6 +5,11 @@ both (`export.data.load_members`, the same alignment the metric exports use) and
 metrics down by a clip attribute (ambiguity level by default, as the papers do). The
 invalid-output rate comes from the run's stored candidates, per clip, so it is broken down
 and bootstrapped like the other metrics.
+
+Every table is computed under one `Conventions` (the workspace default unless a command
+names a preset or overrides): they decide the human reference (vote weighting, ambiguity
+levels; `human_options`) and the metrics' edge rules (R², ECE bins), and
+`conventions_line` names them under the table.
 """
 
 from __future__ import annotations
@@ -14,10 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from ambiscope.core.conventions import Conventions, resolve
 from ambiscope.core.export.data import dataset_data, load_members
 from ambiscope.core.metrics import METRICS
 from ambiscope.core.metrics.table import metric_table
-from ambiscope.core.reference.human import HumanData
+from ambiscope.core.reference.human import HumanData, human_options, load_human
 from ambiscope.core.reference.pooled import load_reference
 from ambiscope.db import Run, Workspace
 
@@ -36,20 +42,30 @@ def evaluate(
     bootstrap: int = 0,
     seed: int = 0,
     reference: str = "human",
+    conventions: Conventions | None = None,
 ) -> list[dict[str, Any]]:
     """One row per (run, strategy, group) with every metric (and CIs when bootstrapping).
 
     `reference` picks what the model is compared with: the human votes, the synthetic
     raters' votes, or both pooled (`ambiscope.core.reference.REFERENCES`); ambiguity levels
-    stay the human ones.
+    stay the human ones, computed under `conventions` (default: the workspace's).
     """
     if by not in GROUPINGS:
         raise ValueError(f"--by must be one of {', '.join(GROUPINGS)}, got {by!r}")
+    conv = conventions or resolve(ws.get_meta)
     ds = ws.get_dataset(dataset)
-    human = load_reference(ws, ds, reference)
+    human = load_human(ws, ds, human_options(conv, ds))
+    compared = load_reference(ws, ds, reference, human=human)
     selected = [ws.get_run(r) for r in runs] if runs else ws.runs(ds.id)
     return evaluate_human(
-        ws, human, selected, strategies=strategies, by=by, bootstrap=bootstrap, seed=seed
+        ws,
+        compared,
+        selected,
+        strategies=strategies,
+        by=by,
+        bootstrap=bootstrap,
+        seed=seed,
+        conventions=conv,
     )
 
 
@@ -63,11 +79,15 @@ def evaluate_human(
     bootstrap: int = 0,
     seed: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    conventions: Conventions | None = None,
 ) -> list[dict[str, Any]]:
     """`evaluate` against an already loaded reference (the TUI passes its own, read-only).
 
-    Stops early, returning the rows so far, when `should_stop()` turns true.
+    The metrics follow `conventions`' edge rules (default: the workspace's, so the TUI's
+    table agrees with `ambiscope compare`). Stops early, returning the rows so far, when
+    `should_stop()` turns true.
     """
+    conv = conventions or resolve(ws.get_meta)
     ds = human.dataset
     data = dataset_data(ws, human, "")
     out: list[dict[str, Any]] = []
@@ -91,6 +111,7 @@ def evaluate_human(
                 n_invalid=member.n_invalid if has_cands else None,
                 n_candidates=member.n_candidates if has_cands else None,
                 order=LEVEL_ORDER if by == "ambiguity" else None,
+                conventions=conv,
             )
             for row in table:
                 out.append(
@@ -104,6 +125,11 @@ def evaluate_human(
                     }
                 )
     return out
+
+
+def conventions_line(conventions: Conventions) -> str:
+    """The line naming the conventions a table was computed under."""
+    return f"conventions: {conventions.label()}"
 
 
 def format_table(rows: list[dict[str, Any]], metrics: Sequence[str] = SUMMARY_METRICS) -> str:

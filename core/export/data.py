@@ -7,6 +7,10 @@ refreshing a dataset's cached human distributions after votes changed, happens *
 the snapshot (`prepare_references`); if votes change again between that refresh and the
 snapshot, the reference is recomputed in memory from the snapshot's own votes, so it can
 never disagree with the votes the export sees.
+
+The human reference follows the export's conventions (`human_options(conventions, ds)`:
+vote weighting, entropy normalisation, ambiguity levels); without conventions, the
+workspace default's.
 """
 
 from __future__ import annotations
@@ -17,8 +21,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.export._common import ExportError
-from ambiscope.core.reference.human import HumanData, ensure_human, snapshot_human
+from ambiscope.core.reference.human import (
+    HumanData,
+    HumanOptions,
+    compute_human,
+    dataset_clip_ids,
+    ensure_human,
+    human_options,
+    is_fresh,
+    read_human,
+    snapshot_human,
+)
 from ambiscope.core.reference.pooled import load_reference, rows_of
 from ambiscope.db import Dataset, Run, Workspace
 
@@ -26,8 +41,11 @@ CLIP_COLUMNS = ("split", "gender", "speaker")
 
 
 # -------------------------------------------------------------------------- reference
-def prepare_references(ws: Workspace, datasets: Sequence[Dataset]) -> None:
-    """Refresh stale human caches before the snapshot (the only write an export makes).
+def prepare_references(
+    ws: Workspace, datasets: Sequence[Dataset], conventions: Conventions | None = None
+) -> None:
+    """Refresh stale human caches before the snapshot (the only write an export makes),
+    under `conventions` (default: the workspace's).
 
     A read-only or busy workspace is fine: the snapshot then computes the reference in
     memory from the votes it sees.
@@ -36,9 +54,24 @@ def prepare_references(ws: Workspace, datasets: Sequence[Dataset]) -> None:
         return
     for ds in datasets:
         try:
-            ensure_human(ws, ds)
+            ensure_human(ws, ds, None if conventions is None else human_options(conventions, ds))
         except sqlite3.OperationalError:  # busy: another process holds the write lock
             continue
+
+
+def snapshot_reference(
+    ws: Workspace, ds: Dataset, options: HumanOptions | None = None
+) -> tuple[HumanData, str]:
+    """`snapshot_human` under explicit options (read-only): the cache when it was computed
+    with them and covers every clip, else the reference computed in memory."""
+    if options is None:
+        return snapshot_human(ws, ds)
+    current = ws.get_dataset(ds.id)
+    if is_fresh(ws, current, options):
+        human = read_human(ws, current)
+        if np.array_equal(human.clip_ids, dataset_clip_ids(ws, current)):
+            return human, "human-vote cache"
+    return compute_human(ws, current, options), f"votes of kind {'+'.join(options.kinds)}"
 
 
 # ------------------------------------------------------------------------ selection
@@ -124,9 +157,16 @@ class MemberData:
         return self.data.human.dist[self.rows]
 
 
-def load_dataset(ws: Workspace, ds: Dataset, reference: str = "human") -> DatasetData:
-    """A dataset's reference (inside a snapshot) and the clip columns to group by."""
-    human, source = snapshot_human(ws, ds)
+def load_dataset(
+    ws: Workspace,
+    ds: Dataset,
+    reference: str = "human",
+    conventions: Conventions | None = None,
+) -> DatasetData:
+    """A dataset's reference (inside a snapshot) and the clip columns to group by; the
+    human reference under `conventions` (default: the workspace's)."""
+    options = None if conventions is None else human_options(conventions, ds)
+    human, source = snapshot_reference(ws, ds, options)
     if reference != "human":
         human = load_reference(ws, human.dataset, reference, human=human)  # only reads
         source = f"{reference} votes (ambiguity levels from the human votes)"

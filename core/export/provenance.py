@@ -2,8 +2,10 @@
 
 A metric table in a paper or a clip subset handed to annotators is only reproducible with
 the workspace it came from, the filter, every run's full configuration (model revision,
-prompt text, N, temperature, seed, package versions: `runs.config`), the human reference
-and the software versions. All of it is read inside the export's snapshot, so the counts
+prompt text, N, temperature, seed, package versions: `runs.config`), the human reference,
+the conventions the numbers were computed under (`Conventions.to_dict()`: preset name,
+overrides and every field; two tables from one workspace differ when these do) and the
+software versions. All of it is read inside the export's snapshot, so the counts
 describe the same state as the exported rows.
 """
 
@@ -15,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from ambiscope.core.conventions import Conventions, resolve
 from ambiscope.core.versions import ambiscope_version, package_versions
 from ambiscope.db import Dataset, Run, Workspace
 
@@ -68,8 +71,10 @@ def build_provenance(
     options: dict[str, Any] | None = None,
     counts: dict[str, Any] | None = None,
     warnings: Sequence[str] = (),
+    conventions: Conventions | None = None,
 ) -> dict[str, Any]:
-    """The provenance record of one export (call inside the export's snapshot)."""
+    """The provenance record of one export (call inside the export's snapshot);
+    `conventions` default to the workspace's (what an export without --preset used)."""
     return {
         "ambiscope": ambiscope_version(),
         "export": export,
@@ -78,6 +83,7 @@ def build_provenance(
         "workspace": {"path": str(ws.path.resolve()), "schema_version": ws.schema_version},
         "filter": filter_text or "",
         "options": options or {},
+        "conventions": (conventions or resolve(ws.get_meta)).to_dict(),
         "datasets": [dataset_record(ws, ws.get_dataset(ds.id)) for ds in datasets],
         "runs": [run_record(run) for run in runs],
         "counts": counts or {},

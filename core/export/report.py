@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.export._common import (
     ExportError,
     Protected,
@@ -49,7 +50,7 @@ from ambiscope.core.export.tables import (
     plan_metrics,
     read_metrics,
 )
-from ambiscope.core.metrics.functions import N_BINS, ece, entropy_bits
+from ambiscope.core.metrics.functions import ece, ece_bin_index, entropy_bits
 from ambiscope.core.scaling.strategies import default_curves, strategy_rank
 from ambiscope.core.versions import ambiscope_version
 from ambiscope.db import Workspace
@@ -184,28 +185,35 @@ def entropy_figure(figs: _Figures, run_members: list[MemberData], seed: int) -> 
     return figs.save(fig, f"entropy-{_stem(run_members[0])}.png")
 
 
-def reliability_bins(P: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean confidence, accuracy, count) per equal-width confidence bin (right-closed)."""
+def reliability_bins(
+    P: np.ndarray, Q: np.ndarray, conventions: Conventions | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean confidence, accuracy, count) per equal-width confidence bin, binned as the
+    ECE in the table is (`ece_bins`, `ece_n_bins` of the conventions; default ambiscope's)."""
+    conv = conventions or Conventions()
+    n_bins = conv.ece_n_bins
     conf = Q.max(axis=1)
     correct = (P.argmax(axis=1) == Q.argmax(axis=1)).astype(float)
-    edges = np.linspace(0.0, 1.0, N_BINS + 1)[1:-1]
-    idx = np.searchsorted(edges, conf, side="left")
-    count = np.bincount(idx, minlength=N_BINS).astype(float)
+    idx = ece_bin_index(conf, n_bins, conv.ece_bins)
+    count = np.bincount(idx, minlength=n_bins).astype(float)
     with np.errstate(invalid="ignore", divide="ignore"):
-        mean_conf = np.bincount(idx, weights=conf, minlength=N_BINS) / count
-        accuracy = np.bincount(idx, weights=correct, minlength=N_BINS) / count
+        mean_conf = np.bincount(idx, weights=conf, minlength=n_bins) / count
+        accuracy = np.bincount(idx, weights=correct, minlength=n_bins) / count
     return mean_conf, accuracy, count
 
 
-def reliability_figure(figs: _Figures, run_members: list[MemberData]) -> str:
+def reliability_figure(
+    figs: _Figures, run_members: list[MemberData], conventions: Conventions
+) -> str:
     """Accuracy of the model's top label against its confidence, per strategy, with ECE."""
     plt = figs.plt
     fig, ax = plt.subplots(figsize=(5, 4.5))
     ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--", label="perfect calibration")
     for m in run_members:
-        conf, acc, count = reliability_bins(m.P, m.Q)
+        conf, acc, count = reliability_bins(m.P, m.Q, conventions)
         ok = count > 0
-        label = f"{m.strategy} (ECE {ece(m.P, m.Q):.3f})"
+        value = ece(m.P, m.Q, conventions.ece_n_bins, conventions.ece_bins)
+        label = f"{m.strategy} (ECE {value:.3f})"
         ax.plot(conf[ok], acc[ok], marker="o", ms=3, label=label)
     ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="confidence (max model probability)")
     ax.set_ylabel("accuracy vs human majority")
@@ -339,7 +347,7 @@ def build_report(ws: Workspace, out: str | Path, options: ReportOptions) -> Repo
     with ws.snapshot():
         members, prov = read_metrics(ws, plan, export="report")
         scaling = _read_scaling(ws, members, options)
-    table = build_table(members, options.table)
+    table = build_table(members, plan.options)
     prov["options"]["scaling"] = {
         "max_clips": options.scaling_clips,
         "strategies": list(options.scaling_strategies),
@@ -380,12 +388,14 @@ def _write_sections(
     prov: dict[str, Any],
 ) -> str:
     runs = _by_run(members)
+    conventions = table.options.conventions or Conventions()
     parts = [
         "# ambiscope report\n",
         f"Generated {prov['created']} by ambiscope {ambiscope_version()} from "
         f"`{prov['workspace']['path']}` (schema {prov['workspace']['schema_version']}). "
         f"Filter: `{options.where or 'all clips'}`. Reference distribution: "
-        f"{options.table.reference}. Full provenance: `provenance.json`; numbers: "
+        f"{options.table.reference}. Conventions: {conventions.label()} (every field in "
+        "`provenance.json`). Full provenance: `provenance.json`; numbers: "
         "`metrics.csv`, `metrics.json`.\n",
         "## Benchmark table\n",
         format_markdown(table),
@@ -395,7 +405,7 @@ def _write_sections(
         "Points on the diagonal: the model is as uncertain as the annotators are divided.\n",
         *(_image(entropy_figure(figs, rm, options.table.seed), "entropy") for rm in runs.values()),
         "## Reliability (ECE)\n",
-        *(_image(reliability_figure(figs, rm), "reliability") for rm in runs.values()),
+        *(_image(reliability_figure(figs, rm, conventions), "reliability") for rm in runs.values()),
         "## Confusion matrices (argmax labels, rows normalised)\n",
         *(_image(confusion_figure(figs, rm), "confusion") for rm in runs.values()),
         "## Invalid outputs\n",

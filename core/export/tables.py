@@ -14,6 +14,8 @@ Formats (`TABLE_FORMATS`, one decorated writer each): `table` (terminal), `csv`,
 column in \\textbf). "Best" is judged within a dataset and group, on the displayed
 (rounded) values, in the metric's direction; titles and directions come from each metric's
 declaration (ambiscope.core.metrics.METRICS); `*` marks p < 0.05 against the baseline.
+Every format names the conventions the numbers follow (a last line, the Markdown legend,
+the LaTeX caption; `options.conventions` in JSON); provenance records every field.
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ import io
 import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ambiscope.core.conventions import Conventions, resolve
 from ambiscope.core.export import TABLE_FORMATS
 from ambiscope.core.export._common import ExportError, atomic_write_text, dumps
 from ambiscope.core.export.data import (
@@ -69,7 +72,11 @@ GROUP_TITLES = {
 
 @dataclass(frozen=True)
 class TableOptions:
-    """How the table is computed (all of it goes into provenance)."""
+    """How the table is computed (all of it goes into provenance).
+
+    conventions: the human reference's and the metrics' rules; `plan_metrics` fills in
+    the workspace's default for None.
+    """
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
     by: str = "ambiguity"
@@ -78,6 +85,7 @@ class TableOptions:
     alpha: float = 0.05
     baseline: str | None = "single"
     reference: str = "human"
+    conventions: Conventions | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "metrics", check_metrics(self.metrics))
@@ -88,6 +96,19 @@ class TableOptions:
         if not 0 < self.alpha < 1:
             raise ExportError(f"alpha must be in (0, 1), got {self.alpha}")
         reference_name(self.reference)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for JSON and provenance (conventions as `Conventions.to_dict`)."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["metrics"] = list(self.metrics)
+        data["conventions"] = None if self.conventions is None else self.conventions.to_dict()
+        return data
+
+    @property
+    def conventions_label(self) -> str:
+        """How the table names its conventions; unresolved ones are computed as the
+        ambiscope preset (`evaluate_cohort`'s default)."""
+        return (self.conventions or Conventions()).label()
 
 
 @dataclass
@@ -185,6 +206,7 @@ def _evaluate(cohort: _Cohort, options: TableOptions) -> Any:
         seed=options.seed,
         alpha=options.alpha,
         all_label=ALL_LABEL,
+        conventions=options.conventions,
     )
 
 
@@ -279,6 +301,8 @@ def plan_metrics(
     from ambiscope.core.browse.filters import parse_filter
 
     options = options or TableOptions()
+    if options.conventions is None:
+        options = replace(options, conventions=resolve(ws.get_meta))
     reference = reference_name(options.reference)
     dss = resolve_datasets(ws, datasets)
     selected = resolve_runs(ws, dss, runs)
@@ -286,7 +310,7 @@ def plan_metrics(
     check_strategies(ws, selected, strategies)
     strategies = _with_baseline(ws, selected, strategies, options.baseline)
     parse_filter(where)  # a bad filter fails before any work
-    prepare_references(ws, dss)
+    prepare_references(ws, dss, options.conventions)
     return MetricsPlan(tuple(dss), tuple(selected), tuple(strategies), where, reference, options)
 
 
@@ -299,7 +323,7 @@ def read_metrics(
     warnings: list[str] = []
     members: list[MemberData] = []
     for ds in plan.datasets:
-        data = load_dataset(ws, ds, plan.reference)
+        data = load_dataset(ws, ds, plan.reference, plan.options.conventions)
         clip_ids = None
         if plan.where and plan.where.strip():
             selected = select_clip_ids(
@@ -324,11 +348,19 @@ def read_metrics(
         datasets=plan.datasets,
         runs=plan.runs,
         filter_text=plan.where,
-        options={**asdict(plan.options), "strategies": list(plan.strategies)},
+        options={**_options_record(plan.options), "strategies": list(plan.strategies)},
         counts={"predictions": len(members), "clips": _clip_counts(members)},
         warnings=warnings,
+        conventions=plan.options.conventions,
     )
     return members, prov
+
+
+def _options_record(options: TableOptions) -> dict[str, Any]:
+    """Table options for provenance; the conventions have their own top-level entry."""
+    data = options.to_dict()
+    del data["conventions"]
+    return data
 
 
 def _with_baseline(
@@ -443,6 +475,11 @@ def _legend(table: BenchmarkTable, titles: Titles = _title, less: str = "<") -> 
     return "; ".join(parts) + f". {arrows}."
 
 
+def _conventions_note(table: BenchmarkTable) -> str:
+    """The sentence naming the conventions, under (or in the caption of) every table."""
+    return f"Conventions: {table.options.conventions_label}."
+
+
 @TABLE_FORMATS.register("table", suffix=".txt")
 def format_text(table: BenchmarkTable, provenance: dict[str, Any] | None = None) -> str:
     """Fixed-width terminal table: value ±CI half-width, `*` best, `†` significant."""
@@ -468,6 +505,7 @@ def format_text(table: BenchmarkTable, provenance: dict[str, Any] | None = None)
             + " ".join(cells)
         )
     lines.append(_legend(table).replace("marked", "marked *").replace("* p <", "† p <"))
+    lines.append(f"conventions: {table.options.conventions_label}")
     return "\n".join(lines) + "\n"
 
 
@@ -493,7 +531,7 @@ def format_json(table: BenchmarkTable, provenance: dict[str, Any] | None = None)
     return (
         dumps(
             {
-                "options": asdict(table.options),
+                "options": table.options.to_dict(),
                 "columns": table.columns,
                 "rows": table.rows,
                 "warnings": table.warnings,
@@ -550,7 +588,8 @@ def format_markdown(table: BenchmarkTable, provenance: dict[str, Any] | None = N
                 value += f" [{lo:.3f}, {hi:.3f}]"
             cells.append(value)
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n\n" + _md_escape(_legend(table)) + "\n"
+    notes = f"{_md_escape(_legend(table))}\n\n{_md_escape(_conventions_note(table))}"
+    return "\n".join(lines) + "\n\n" + notes + "\n"
 
 
 _LATEX_SPECIAL = {
@@ -587,7 +626,7 @@ def format_latex(
     n_text = len(header) - len(metrics)
     spec = "l" * (n_text - 1) + "r" + "r" * len(metrics)
     legend = latex_escape(_legend(table, _plain_title, "<")).replace("<", "$<$")
-    legend = legend.replace("* p", "$^{*}$ p")
+    legend = legend.replace("* p", "$^{*}$ p") + " " + latex_escape(_conventions_note(table))
     lines = [
         "% generated by ambiscope; needs \\usepackage{booktabs}",
         "\\begin{table}[t]",

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.metrics import METRICS
 from ambiscope.core.metrics.resampling import group_seed, percentile_ci, sign_flip_p
 from ambiscope.core.metrics.spec import DEFAULT_EPS, Clips, Metric, Stat
@@ -92,14 +93,16 @@ def _computed(stats: Sequence[Stat], clips: Clips) -> dict[str, np.ndarray]:
     return {name: v for name, v in values.items() if v is not None}
 
 
-def _member_clips(P: np.ndarray, m: CohortMember, rows: np.ndarray, eps: float) -> Clips:
+def _member_clips(
+    P: np.ndarray, m: CohortMember, rows: np.ndarray, eps: float, conventions: Conventions
+) -> Clips:
     counts = None
     if m.n_invalid is not None and m.n_candidates is not None:
         counts = (
             np.asarray(m.n_invalid, dtype=np.float64)[rows],
             np.asarray(m.n_candidates, dtype=np.float64)[rows],
         )
-    return Clips(P, m.Q[rows], eps, counts)
+    return Clips(P, m.Q[rows], eps, counts, conventions)
 
 
 # ---------------------------------------------------------------------------- resampling
@@ -260,9 +263,11 @@ class _LayoutSums:
         w: np.ndarray,
         where: dict[str, slice],
         label_at: dict[str, int],
+        conventions: Conventions,
     ) -> None:
         self._S, self._split, self.label_w, self.w = S, split, label_w, w
         self._where, self._label_at = where, label_at
+        self.conventions = conventions
 
     def get(self, name: str) -> np.ndarray | None:
         if name not in self._where:
@@ -287,11 +292,12 @@ def _evaluate_group(
     chosen: Sequence[Metric],
     eps: float,
     counts: np.ndarray | None,
+    conventions: Conventions,
 ) -> tuple[list[dict[str, float]], list[dict[str, np.ndarray]]]:
     """(point values, resampled values) of every member on the group's clips."""
     stats = _declared_stats(chosen)
     Pg = P[group.rows]
-    clips = [_member_clips(Pg, m, group.rows, eps) for m in members]
+    clips = [_member_clips(Pg, m, group.rows, eps, conventions) for m in members]
     n = len(group.rows)
     shared = _computed([s for s in stats.values() if s.reference], clips[0]) if clips else {}
     own = [s for s in stats.values() if not s.reference]
@@ -310,10 +316,10 @@ def _evaluate_group(
         for j, i in enumerate(batch):
             where = {**layout.slices[0], **layout.slices[j + 1]}
             label_at = {**layout.label_at[0], **layout.label_at[j + 1]}
-            at_unit = _LayoutSums(*unit, unit_weight, where, label_at)
+            at_unit = _LayoutSums(*unit, unit_weight, where, label_at, conventions)
             points[i] = {m.name: float(m.from_sums(at_unit)[0]) for m in chosen}  # type: ignore[misc]
             if sums is not None and weights is not None:
-                at = _LayoutSums(*sums, weights, where, label_at)
+                at = _LayoutSums(*sums, weights, where, label_at, conventions)
                 resampled[i] = {m.name: m.from_sums(at) for m in chosen}  # type: ignore[misc]
         del layout, sums
     return points, resampled
@@ -344,6 +350,7 @@ def evaluate_cohort(
     alpha: float = 0.05,
     eps: float = DEFAULT_EPS,
     all_label: str = "all",
+    conventions: Conventions | None = None,
 ) -> CohortResult:
     """Metrics (with CIs) of every member and paired tests for `pairs` (base, other).
 
@@ -353,6 +360,7 @@ def evaluate_cohort(
     generator metric_table would use, so a member's CIs equal metric_table's. A pair's
     `diff` is other - base on the full group, `lo`/`hi` its percentile interval and `p`
     the two-sided sign-flip p-value of `ambiscope.core.metrics.resampling.paired_bootstrap`.
+    ``conventions`` sets the R² and ECE edge rules (default: the ambiscope preset).
     """
     metrics = check_metrics(metrics)
     if bootstrap < 0:
@@ -367,7 +375,9 @@ def evaluate_cohort(
         if bootstrap:
             rng = np.random.default_rng(seed) if label == all_label else group_seed(seed, label)
             counts = draw_counts(rng, len(group.rows), bootstrap, group.relabel)
-        points, resampled = _evaluate_group(P, members, group, chosen, eps, counts)
+        points, resampled = _evaluate_group(
+            P, members, group, chosen, eps, counts, conventions or Conventions()
+        )
         for i, point in enumerate(points):
             row: dict[str, float] = {"n": len(group.rows), **point}
             for m in metrics if bootstrap else ():

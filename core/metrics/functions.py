@@ -12,6 +12,11 @@ Conventions
   :func:`tie_aware_accuracy` is the variant where any label tied for the human maximum counts.
 * "Numerically constant" means a variance of at most ``1e-12``; correlations and R² terms that
   would divide by such a variance are undefined (NaN / skipped) rather than huge.
+* The edge rules that published code settles differently are conventions
+  (ambiscope.core.conventions), carried by `Clips.conventions`: ``r2_constant`` (a label
+  constant in the reference: skipped, or scored like sklearn's ``r2_score``), ``r2_uniform``
+  (a clip whose model output is uniform: skipped, or scored like a constant prediction),
+  ``ece_bins`` / ``ece_n_bins`` (right-closed bins, or ``min(int(conf * n), n - 1)``).
 * Inputs are validated (ambiscope.core.metrics.validation): shape mismatch, NaN/inf and
   negative values raise ``ValueError``; rows that do not sum to 1 (tolerance ``1e-6``) are
   renormalised with a warning.
@@ -40,6 +45,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import special, stats
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.metrics.spec import (
     DEFAULT_EPS,
     Clips,
@@ -63,6 +69,7 @@ __all__ = [
     "bhattacharyya",
     "cosine_similarity",
     "ece",
+    "ece_bin_index",
     "entropy_bits",
     "entropy_correlation",
     "invalid_rate",
@@ -79,8 +86,10 @@ __all__ = [
 
 TIE_TOL = 1e-9
 """Human shares within this of the row maximum count as tied for the majority."""
-N_BINS = 10
-"""ECE uses this many equal-width confidence bins."""
+N_BINS = Conventions().ece_n_bins
+"""ECE uses this many equal-width confidence bins unless the conventions say otherwise."""
+EDGE_TOL = 1e-6
+"""A confidence this close to an ECE bin edge is on the edge (float32 storage noise)."""
 
 _VAR_TOL = 1e-12  # variance at or below this is "numerically constant"
 _RANK_DECIMALS = 10  # entropies are rounded before ranking so equal-by-maths values tie
@@ -91,6 +100,14 @@ _RANK_BLOCK_ELEMENTS = 300_000  # resamples per Spearman block ~ this / n_clips 
 # --------------------------------------------------------------------------------------------
 # Per-clip metrics (validated public wrappers around unchecked kernels)
 # --------------------------------------------------------------------------------------------
+
+
+def _check_choice(name: str, value: str) -> str:
+    """``value`` if it is an allowed choice of convention ``name`` (ValueError naming it)."""
+    allowed = Conventions.CHOICES[name]
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _js(P: FloatArray, Q: FloatArray) -> FloatArray:
@@ -115,16 +132,20 @@ def _cosine(P: FloatArray, Q: FloatArray) -> FloatArray:
     return np.clip(dot / norms, 0.0, 1.0)
 
 
-def _pearson_r2_rows(P: FloatArray, Q: FloatArray) -> FloatArray:
+def _pearson_r2_rows(P: FloatArray, Q: FloatArray, uniform: str = "skip") -> FloatArray:
+    """Per-clip squared correlation; NaN where undefined (see `pearson_r2` for ``uniform``)."""
     Pc = P - P.mean(axis=1, keepdims=True)
     Qc = Q - Q.mean(axis=1, keepdims=True)
     spp = np.einsum("ij,ij->i", Pc, Pc)
     sqq = np.einsum("ij,ij->i", Qc, Qc)
     spq = np.einsum("ij,ij->i", Pc, Qc)
     k = P.shape[1]
-    ok = (spp > _VAR_TOL * k) & (sqq > _VAR_TOL * k)
+    p_flat, q_flat = spp <= _VAR_TOL * k, sqq <= _VAR_TOL * k
+    ok = ~p_flat & ~q_flat
     out = np.full(len(P), np.nan)
     out[ok] = np.minimum(spq[ok] ** 2 / (spp[ok] * sqq[ok]), 1.0)
+    if _check_choice("r2_uniform", uniform) == "keep":
+        out[q_flat] = p_flat[q_flat].astype(np.float64)  # exact (both uniform): 1, else 0
     return out
 
 
@@ -200,15 +221,19 @@ def _cosine_metric(clips: Clips) -> FloatArray:
     return _cosine(clips.P, clips.Q)
 
 
-def pearson_r2(P: npt.ArrayLike, Q: npt.ArrayLike) -> FloatArray:
+def pearson_r2(P: npt.ArrayLike, Q: npt.ArrayLike, uniform: str = "skip") -> FloatArray:
     """Per-clip squared Pearson correlation between the two K-vectors, shape ``(n,)``.
 
     This is the first published R² variant. It is undefined when either row is (numerically)
-    constant, e.g. a uniform model distribution; such clips get NaN rather than an arbitrary
-    value. :func:`mean_pearson_r2` (and ``compute_all``'s ``r2_pearson``) skip them and report
-    how many were skipped.
+    constant. ``uniform="skip"`` (convention ``r2_uniform``) gives such clips NaN rather than
+    an arbitrary value; :func:`mean_pearson_r2` (and ``compute_all``'s ``r2_pearson``) skip
+    them and report how many were skipped. ``uniform="keep"`` scores a uniform model output
+    the way sklearn scores a constant prediction: 1 if the human row is uniform too (the
+    prediction is exact), else 0 (it explains none of the variation), so a model that
+    often answers "no idea" is not rewarded by having those clips dropped. A uniform human
+    row with a non-uniform output stays NaN under both rules.
     """
-    return _pearson_r2_rows(*prepare(P, Q))
+    return _pearson_r2_rows(*prepare(P, Q), uniform)
 
 
 @register_metric(
@@ -221,12 +246,12 @@ def pearson_r2(P: npt.ArrayLike, Q: npt.ArrayLike) -> FloatArray:
     skips=True,
 )
 def _r2_pearson_metric(clips: Clips) -> FloatArray:
-    return _pearson_r2_rows(clips.P, clips.Q)
+    return _pearson_r2_rows(clips.P, clips.Q, clips.conventions.r2_uniform)
 
 
-def mean_pearson_r2(P: npt.ArrayLike, Q: npt.ArrayLike) -> tuple[float, int]:
+def mean_pearson_r2(P: npt.ArrayLike, Q: npt.ArrayLike, uniform: str = "skip") -> tuple[float, int]:
     """Mean of :func:`pearson_r2` over clips where it is defined, and the number skipped."""
-    r2 = pearson_r2(P, Q)
+    r2 = pearson_r2(P, Q, uniform)
     return _nanmean_skipped(r2)
 
 
@@ -250,32 +275,43 @@ def entropy_bits(X: npt.ArrayLike) -> FloatArray:
 # --------------------------------------------------------------------------------------------
 
 
-def _r2_from_ss(ss_res: FloatArray, ss_tot: FloatArray, w: FloatArray) -> FloatArray:
-    """Mean over labels of ``1 - SS_res/SS_tot``; labels with constant P (per weight) skipped.
+def _r2_from_ss(
+    ss_res: FloatArray, ss_tot: FloatArray, w: FloatArray, constant: str = "skip"
+) -> FloatArray:
+    """Mean over labels of ``1 - SS_res/SS_tot``; labels with constant P (per weight) are
+    skipped (``constant="skip"``) or score 1 if predicted exactly, else 0 (``"sklearn"``).
 
     Works on stacked inputs: ``ss_res``/``ss_tot`` are ``(..., K)`` and ``w`` is ``(...)``.
     """
-    valid = ss_tot > _VAR_TOL * w[..., None]
+    tol = _VAR_TOL * w[..., None]
+    valid = ss_tot > tol
     r2 = np.where(valid, 1.0 - ss_res / np.where(valid, ss_tot, 1.0), 0.0)
+    if _check_choice("r2_constant", constant) == "sklearn":
+        r2 = np.where(valid, r2, (ss_res <= tol).astype(np.float64))
+        return np.where(w >= 2, r2.mean(axis=-1), np.nan)
     n_valid = valid.sum(axis=-1)
     return np.where(n_valid > 0, r2.sum(axis=-1) / np.maximum(n_valid, 1), np.nan)
 
 
-def _r2_det(P: FloatArray, Q: FloatArray) -> float:
+def _r2_det(P: FloatArray, Q: FloatArray, constant: str = "skip") -> float:
     ss_tot = ((P - P.mean(axis=0)) ** 2).sum(axis=0)
     ss_res = ((P - Q) ** 2).sum(axis=0)
-    return float(_r2_from_ss(ss_res, ss_tot, np.asarray(float(len(P)))))
+    return float(_r2_from_ss(ss_res, ss_tot, np.asarray(float(len(P))), constant))
 
 
-def r2_determination(P: npt.ArrayLike, Q: npt.ArrayLike) -> float:
+def r2_determination(P: npt.ArrayLike, Q: npt.ArrayLike, constant: str = "skip") -> float:
     """Mean over labels k of the coefficient of determination of ``Q[:, k]`` against ``P[:, k]``.
 
     ``R²_k = 1 - sum_i (P_ik - Q_ik)² / sum_i (P_ik - mean_i P_ik)²`` (the second published R²
     variant: how well the model's share of label k tracks the human share across clips; it can
-    be negative). Labels whose human share is numerically constant (SS_tot ~ 0, e.g. a label
-    nobody used) are skipped because R² is undefined for them; NaN if all are.
+    be negative). A label whose human share is numerically constant (SS_tot ~ 0, e.g. a label
+    nobody used) has no R². ``constant`` is the convention ``r2_constant``: ``"skip"`` leaves
+    such labels out of the mean (NaN if all are); ``"sklearn"`` averages over every label
+    with sklearn's ``r2_score`` rule for them (1.0 if predicted exactly, SS_res ~ 0, else
+    0.0) and gives NaN for fewer than two clips, as the official code of Zhang et al. does
+    by calling ``r2_score`` per label.
     """
-    return _r2_det(*prepare(P, Q))
+    return _r2_det(*prepare(P, Q), constant)
 
 
 def _p_centred(clips: Clips) -> FloatArray:
@@ -285,7 +321,8 @@ def _p_centred(clips: Clips) -> FloatArray:
 
 def _r2_det_sums(sums: Sums) -> FloatArray:
     sp = sums["p_c"]
-    return _r2_from_ss(sums["res2"], sums["p_c2"] - sp * sp / sums.w[:, None], sums.w)
+    ss_tot = sums["p_c2"] - sp * sp / sums.w[:, None]
+    return _r2_from_ss(sums["res2"], ss_tot, sums.w, sums.conventions.r2_constant)
 
 
 @register_metric(
@@ -303,33 +340,51 @@ def _r2_det_sums(sums: Sums) -> FloatArray:
     from_sums=_r2_det_sums,
 )
 def _r2_det_metric(clips: Clips) -> float:
-    return _r2_det(clips.P, clips.Q)
+    return _r2_det(clips.P, clips.Q, clips.conventions.r2_constant)
 
 
-def _bin_index(conf: FloatArray, n_bins: int) -> npt.NDArray[np.intp]:
-    """Equal-width bins on [0, 1], right-closed: bin b holds ``b/n < conf <= (b+1)/n``."""
-    inner = np.linspace(0.0, 1.0, n_bins + 1)[1:-1]
-    return np.searchsorted(inner, conf, side="left")
+def ece_bin_index(conf: FloatArray, n_bins: int, bins: str) -> npt.NDArray[np.intp]:
+    """Equal-width confidence bins on [0, 1]; ``bins`` says where an edge ``b/n`` goes.
+
+    ``"right-closed"``: bin b holds ``b/n < conf <= (b+1)/n`` (bin 0 also holds 0).
+    ``"left-closed"``: bin b holds ``b/n <= conf < (b+1)/n`` (the last bin also holds 1),
+    i.e. the official code's ``min(int(conf * n), n - 1)`` on exact vote fractions.
+    A confidence within `EDGE_TOL` of an edge counts as on it: stored distributions are
+    float32, so a stored 0.3 reads back as 0.29999999..., and without the tolerance the
+    side of the edge it lands on would be float noise rather than the convention.
+    """
+    rule = _check_choice("ece_bins", bins)
+    scaled = conf * n_bins
+    edge = np.rint(scaled)
+    on_edge = np.abs(scaled - edge) <= EDGE_TOL * n_bins
+    at_edge = edge if rule == "left-closed" else edge - 1
+    return np.clip(np.where(on_edge, at_edge, np.floor(scaled)), 0, n_bins - 1).astype(np.intp)
 
 
-def _ece(P: FloatArray, Q: FloatArray, n_bins: int) -> float:
+def _ece(P: FloatArray, Q: FloatArray, n_bins: int, bins: str) -> float:
     conf = Q.max(axis=1)
     correct = (P.argmax(axis=1) == Q.argmax(axis=1)).astype(np.float64)
-    gaps = np.bincount(_bin_index(conf, n_bins), weights=correct - conf, minlength=n_bins)
+    at = ece_bin_index(conf, n_bins, bins)
+    gaps = np.bincount(at, weights=correct - conf, minlength=n_bins)
     return float(np.abs(gaps).sum() / len(P))
 
 
-def ece(P: npt.ArrayLike, Q: npt.ArrayLike, n_bins: int = N_BINS) -> float:
+def ece(
+    P: npt.ArrayLike, Q: npt.ArrayLike, n_bins: int = N_BINS, bins: str = "right-closed"
+) -> float:
     """Expected calibration error of the model's top label against the human majority.
 
     Confidence = ``max_k Q_k``, correct = ``argmax Q == argmax P``; with ``n_bins`` equal-width
-    right-closed bins, ``ECE = sum_b (n_b / n) |acc_b - conf_b|``
+    bins, ``ECE = sum_b (n_b / n) |acc_b - conf_b|``
     ``= sum_b |sum_{i in b} (correct_i - conf_i)| / n``. The second form is what makes it a
-    weighted sum over clips (and so bootstrappable by matrix products).
+    weighted sum over clips (and so bootstrappable by matrix products). ``bins`` is the
+    convention ``ece_bins``: which bin a confidence exactly on an edge (0.3, 0.5) joins,
+    the lower (``"right-closed"``) or the upper (``"left-closed"``, as Zhang et al.'s code);
+    histogram-like outputs (N samples of a few labels) put many confidences on edges.
     """
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    return _ece(*prepare(P, Q), n_bins)
+    return _ece(*prepare(P, Q), n_bins, bins)
 
 
 def _correct(clips: Clips) -> FloatArray:
@@ -342,7 +397,8 @@ def _correct(clips: Clips) -> FloatArray:
 def _ece_gap(clips: Clips) -> FloatArray:
     """Per clip, (correct - confidence) in the column of its confidence bin."""
     conf = clips.Q.max(axis=1)
-    return one_hot(_bin_index(conf, N_BINS), N_BINS) * (_correct(clips) - conf)[:, None]
+    n_bins, bins = clips.conventions.ece_n_bins, clips.conventions.ece_bins
+    return one_hot(ece_bin_index(conf, n_bins, bins), n_bins) * (_correct(clips) - conf)[:, None]
 
 
 @register_metric(
@@ -354,7 +410,7 @@ def _ece_gap(clips: Clips) -> FloatArray:
     from_sums=lambda sums: np.abs(sums["ece_gap"]).sum(axis=1) / sums.w,
 )
 def _ece_metric(clips: Clips) -> float:
-    return _ece(clips.P, clips.Q, N_BINS)
+    return _ece(clips.P, clips.Q, clips.conventions.ece_n_bins, clips.conventions.ece_bins)
 
 
 def accuracy(P: npt.ArrayLike, Q: npt.ArrayLike) -> float:

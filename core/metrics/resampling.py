@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.metrics import METRICS
 from ambiscope.core.metrics.spec import (
     DEFAULT_EPS,
@@ -63,10 +64,13 @@ def make_clips(
     n_invalid: npt.ArrayLike | None = None,
     n_candidates: npt.ArrayLike | None = None,
     eps: float = DEFAULT_EPS,
+    conventions: Conventions | None = None,
 ) -> Clips:
-    """Validate inputs (shapes, values, row sums, counts, eps) into `Clips`."""
+    """Validate inputs (shapes, values, row sums, counts, eps) into `Clips` evaluated under
+    ``conventions`` (default: the ambiscope preset)."""
     Pm, Qm = prepare(P, Q)
-    return Clips(Pm, Qm, check_eps(eps), check_counts(n_invalid, n_candidates, len(Pm)))
+    counts = check_counts(n_invalid, n_candidates, len(Pm))
+    return Clips(Pm, Qm, check_eps(eps), counts, conventions or Conventions())
 
 
 def compute_all(
@@ -76,13 +80,17 @@ def compute_all(
     n_invalid: npt.ArrayLike | None = None,
     n_candidates: npt.ArrayLike | None = None,
     eps: float = DEFAULT_EPS,
+    conventions: Conventions | None = None,
 ) -> dict[str, float]:
     """Every metric in `METRICS` (means over clips for per-clip metrics) plus `info_keys()`.
 
     ``n_invalid`` / ``n_candidates`` are totals or per-clip arrays; ``invalid_rate`` is NaN
-    when they are not given. Rows are renormalised via `normalize_rows`.
+    when they are not given. Rows are renormalised via `normalize_rows`. ``conventions``
+    sets the R² and ECE edge rules (default: the ambiscope preset).
     """
-    clips = make_clips(P, Q, n_invalid=n_invalid, n_candidates=n_candidates, eps=eps)
+    clips = make_clips(
+        P, Q, n_invalid=n_invalid, n_candidates=n_candidates, eps=eps, conventions=conventions
+    )
     return point_values(clips)
 
 
@@ -106,6 +114,7 @@ class StatMatrix:
     label_w: slice | None
     metrics: tuple[Metric, ...]
     resamplers: dict[str, Resampler]
+    conventions: Conventions
 
 
 def stat_matrix(clips: Clips, chosen: Sequence[Metric] | None = None) -> StatMatrix:
@@ -141,6 +150,7 @@ def stat_matrix(clips: Clips, chosen: Sequence[Metric] | None = None) -> StatMat
         cols.get("@label"),
         chosen,
         {m.name: m.resampler(clips) for m in chosen if m.resampler is not None},
+        clips.conventions,
     )
 
 
@@ -151,6 +161,7 @@ class _MatrixSums:
         self._S = S
         self._matrix = matrix
         self.w = w
+        self.conventions = matrix.conventions
 
     def _block(self, where: slice) -> FloatArray:
         block = self._S[:, where]
@@ -251,6 +262,7 @@ def bootstrap_ci(
     n_invalid: npt.ArrayLike | None = None,
     n_candidates: npt.ArrayLike | None = None,
     eps: float = DEFAULT_EPS,
+    conventions: Conventions | None = None,
 ) -> dict[str, tuple[float, float, float]]:
     """``{metric: (point, lo, hi)}``: point estimate and percentile bootstrap CI over clips.
 
@@ -260,7 +272,9 @@ def bootstrap_ci(
     ``invalid_rate`` gets a CI only from per-clip counts; totals give NaN bounds.
     """
     check_bootstrap_args(n_resamples, alpha)
-    clips = make_clips(P, Q, n_invalid=n_invalid, n_candidates=n_candidates, eps=eps)
+    clips = make_clips(
+        P, Q, n_invalid=n_invalid, n_candidates=n_candidates, eps=eps, conventions=conventions
+    )
     point = point_values(clips)
     res = bootstrap_resamples(clips, n_resamples, np.random.default_rng(seed))
     return {m: (point[m], *percentile_ci(res[m], alpha)) for m in res}
@@ -291,6 +305,7 @@ def paired_bootstrap(
     seed: int | np.random.Generator = 0,
     alpha: float = 0.05,
     eps: float = DEFAULT_EPS,
+    conventions: Conventions | None = None,
 ) -> dict[str, dict[str, float]]:
     """Paired comparison of two models (e.g. two TTS strategies) on the same clips.
 
@@ -303,8 +318,8 @@ def paired_bootstrap(
     ``invalid_rate`` is NaN here (candidate counts are per run, not given).
     """
     check_bootstrap_args(n_resamples, alpha)
-    first = make_clips(P, Q1, eps=eps)
-    second = make_clips(first.P, Q2, eps=eps)
+    first = make_clips(P, Q1, eps=eps, conventions=conventions)
+    second = make_clips(first.P, Q2, eps=eps, conventions=conventions)
     point1, point2 = point_values(first), point_values(second)
     matrices = [stat_matrix(first), stat_matrix(second)]
     res1, res2 = _resample_metrics(matrices, first.n, n_resamples, np.random.default_rng(seed))

@@ -15,6 +15,7 @@ from typing import Any, Literal, Protocol, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.metrics import METRICS
 
 FloatArray = npt.NDArray[np.float64]
@@ -38,7 +39,9 @@ class Clips:
     """The clips a metric is evaluated on (already validated).
 
     P and Q are (n, K) distributions; eps smooths Q for KL; counts are the candidates'
-    (n_invalid, n_candidates), scalars (totals) or per-clip arrays, or None. `cached`
+    (n_invalid, n_candidates), scalars (totals) or per-clip arrays, or None. conventions
+    carries the edge rules a metric follows (R² on constant labels and uniform outputs,
+    ECE bins), so one set of clips is always evaluated under one set of rules. `cached`
     shares a per-clip computation between the statistics of one set of clips.
     """
 
@@ -46,6 +49,7 @@ class Clips:
     Q: FloatArray
     eps: float = DEFAULT_EPS
     counts: Counts = None
+    conventions: Conventions = field(default_factory=Conventions)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -91,6 +95,10 @@ class Sums(Protocol):
     @property
     def label_w(self) -> FloatArray:
         """(B, K) weight per human label (only when a by_label statistic was asked for)."""
+
+    @property
+    def conventions(self) -> Conventions:
+        """The edge rules of the clips the sums came from (`Clips.conventions`)."""
 
     def get(self, name: str) -> FloatArray | None:
         """(B,) or (B, m) sums of a statistic, None when it was unavailable."""

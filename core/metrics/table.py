@@ -7,6 +7,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.metrics.resampling import (
     bootstrap_resamples,
     check_bootstrap_args,
@@ -64,6 +65,7 @@ def metric_table(
     eps: float = DEFAULT_EPS,
     order: Sequence[object] | None = None,
     all_label: str = "all",
+    conventions: Conventions | None = None,
 ) -> list[dict[str, object]]:
     """One row per group value plus a final ``all_label`` row over every clip.
 
@@ -74,15 +76,18 @@ def metric_table(
     resamples *within the group*. Each group's generator depends only on ``seed`` and the
     group's name, and the ``all`` row uses ``seed`` itself, so it matches `bootstrap_ci`
     with the same seed. Scalar candidate totals only reach the ``all`` row; per-clip counts
-    are split by group.
+    are split by group. ``conventions`` sets the R² and ECE edge rules (default: ambiscope).
     """
     if bootstrap > 0:
         check_bootstrap_args(bootstrap, alpha)
-    clips = make_clips(P, Q, n_invalid=n_invalid, n_candidates=n_candidates, eps=eps)
+    clips = make_clips(
+        P, Q, n_invalid=n_invalid, n_candidates=n_candidates, eps=eps, conventions=conventions
+    )
     rows = []
     if groups is not None:
         for label, mask in _group_masks(groups, clips.n, order):
-            sub = Clips(clips.P[mask], clips.Q[mask], clips.eps, subset_counts(clips.counts, mask))
+            counts = subset_counts(clips.counts, mask)
+            sub = Clips(clips.P[mask], clips.Q[mask], clips.eps, counts, clips.conventions)
             rng = group_seed(seed, label)
             rows.append(_table_row(label, sub, bootstrap=bootstrap, rng=rng, alpha=alpha))
     rng = np.random.default_rng(seed)

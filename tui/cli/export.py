@@ -14,6 +14,8 @@ from ambiscope.tui.cli.options import (
     TABLE_FORMATS,
     RegistryChoice,
     RegistryNames,
+    conventions_of,
+    conventions_options,
     db_option,
     force_option,
     option_group,
@@ -68,14 +70,17 @@ _table_selection = option_group(
             help="Comma list of metrics, or 'all'.",
         ),
         click.option("--seed", default=0, show_default=True, help="Bootstrap seed."),
+        conventions_options,
     ]
 )
 """Options shared by `metrics` and `report`: what the benchmark table holds."""
 
 
-def _table_options(**kw: Any) -> Any:
+def _table_options(ws: Any, kw: dict[str, Any]) -> Any:
+    """The table options, with the conventions of --preset/--set (else the workspace's)."""
     from ambiscope.core.export.tables import TableOptions
 
+    conventions = conventions_of(ws, kw)
     baseline = kw["baseline"]
     return TableOptions(
         metrics=kw["metrics"],
@@ -84,6 +89,7 @@ def _table_options(**kw: Any) -> Any:
         seed=kw["seed"],
         baseline=None if baseline.lower() in ("none", "") else baseline,
         reference=kw["reference"],
+        conventions=conventions,
     )
 
 
@@ -115,13 +121,14 @@ def metrics(
     """The benchmark table: models x strategies x corpora by ambiguity, with 95% CIs.
 
     Each strategy is compared with the run's baseline on the same clips by a paired
-    bootstrap; md/latex mark the best value per column.
+    bootstrap; md/latex mark the best value per column. Every format names the
+    conventions (--preset / --set, else the workspace's); provenance records each field.
     """
     from ambiscope.core.export.tables import compute_benchmark, render, write_table
     from ambiscope.db import Workspace
 
-    options = _table_options(**kw)
     with Workspace.open(db) as ws:
+        options = _table_options(ws, kw)
         table, provenance = compute_benchmark(
             ws, datasets=datasets, runs=runs, strategies=strategies, where=where, options=options
         )
@@ -166,24 +173,26 @@ def report(
 ) -> None:
     """A self-contained report (Markdown + PNG figures) in OUT_DIR.
 
-    Needs matplotlib: pip install 'ambiscope[report]'.
+    Numbers follow the conventions (--preset / --set, else the workspace's), named in
+    report.md and recorded field by field in provenance.json. Needs matplotlib: pip
+    install 'ambiscope[report]'.
     """
     from ambiscope.core.export.report import ReportOptions, build_report, require_matplotlib
     from ambiscope.db import Workspace
 
     require_matplotlib()
     curves = {} if scaling_strategies is None else {"scaling_strategies": scaling_strategies}
-    options = ReportOptions(
-        datasets=datasets,
-        runs=runs,
-        strategies=strategies,
-        where=where,
-        table=_table_options(**kw),
-        scaling_clips=scaling_clips,
-        force=force,
-        **curves,
-    )
     with Workspace.open(db) as ws:
+        options = ReportOptions(
+            datasets=datasets,
+            runs=runs,
+            strategies=strategies,
+            where=where,
+            table=_table_options(ws, kw),
+            scaling_clips=scaling_clips,
+            force=force,
+            **curves,
+        )
         result = build_report(ws, out_dir, options)
     click.echo(
         f"report with {result.rows} table rows and {len(result.figures)} figures: "

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from ambiscope.tui.cli.options import (
+    conventions_of,
+    conventions_options,
     db_option,
     interrupted,
     progress_printer,
@@ -70,6 +72,7 @@ def sample(db: Path, **kw: Any) -> None:
 )
 @click.option("--bootstrap", default=0, show_default=True, help="Bootstrap resamples for CIs.")
 @reference_option("Distribution the models are compared to.")
+@conventions_options
 @db_option
 def compare(
     dataset: str | None,
@@ -79,12 +82,18 @@ def compare(
     bootstrap: int,
     reference: str,
     db: Path,
+    **kw: Any,
 ) -> None:
-    """Metric table of runs x strategies against the human (or synthetic) distributions."""
-    from ambiscope.core.evaluation import evaluate, format_table
+    """Metric table of runs x strategies against the human (or synthetic) distributions.
+
+    The human reference (ambiguity levels included) and the metrics' edge rules follow the
+    conventions (--preset / --set, else the workspace's); the last line names them.
+    """
+    from ambiscope.core.evaluation import conventions_line, evaluate, format_table
     from ambiscope.db import Workspace
 
     with Workspace.open(db) as ws:
+        conv = conventions_of(ws, kw)
         names = [dataset] if dataset else [d.name for d in ws.datasets() if ws.runs(d.id)]
         rows = []
         for name in names:
@@ -96,8 +105,10 @@ def compare(
                 by=by,
                 bootstrap=bootstrap,
                 reference=reference,
+                conventions=conv,
             )
     click.echo(format_table(rows))
+    click.echo(conventions_line(conv))
 
 
 @click.command("serve-model")

@@ -4,6 +4,8 @@ Point estimates come first (fast), then the same table with bootstrap 95% CIs re
 them; both are computed in a thread worker (ambiscope.tui.data.evaluate_rows). Escape cancels a
 running computation: the worker checks for cancellation between strategies and its
 late answer is dropped. A bar chart under the table compares JS by ambiguity level.
+The title names the workspace's conventions preset (`ambiscope config preset`), which
+the numbers follow, so a table read off the screen is never silently on other terms.
 """
 
 from __future__ import annotations
@@ -79,6 +81,7 @@ class MetricsScreen(AppScreen):
         self.rows: list[dict[str, Any]] = []
         self._worker: Worker[None] | None = None
         self.reference = "human"
+        self.conventions = ""
 
     def compose(self) -> ComposeResult:
         yield Static("Metrics", id="metrics-title", classes="screen-title")
@@ -97,9 +100,21 @@ class MetricsScreen(AppScreen):
         if self._worker is not None and not self._worker.is_finished:
             return
         settings = self.app.settings
+        try:
+            self.conventions = self._conventions_label()
+        except ValueError as exc:  # a stored default naming no known preset or field
+            self.post_message(MetricsFailed(one_line(exc)))
+            return
         self.query_one("#metrics-loading").display = True
         self._set_title("computing point estimates…")
         self._worker = self.compute(settings.include_own_votes, settings.bootstrap, self.reference)
+
+    def _conventions_label(self) -> str:
+        """The workspace's default conventions, as tables name them."""
+        from ambiscope.core.conventions import resolve
+
+        with self.app.access.reader() as ws:
+            return resolve(ws.get_meta).label()
 
     def action_cycle_reference(self) -> None:
         """human -> synthetic -> combined: what the model distributions are compared with."""
@@ -144,9 +159,8 @@ class MetricsScreen(AppScreen):
 
     def _set_title(self, status: str) -> None:
         versus = "" if self.reference == "human" else f" vs {self.reference} votes"
-        self.query_one("#metrics-title", Static).update(
-            f"Metrics{versus} · per dataset × run × strategy × ambiguity · {status}"
-        )
+        title = f"Metrics{versus} · conventions: {self.conventions} · {status}"
+        self.query_one("#metrics-title", Static).update(Text(title))
 
     @on(MetricsReady)
     def _ready(self, message: MetricsReady) -> None:
