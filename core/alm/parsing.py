@@ -437,3 +437,35 @@ def parse_answer(
         return _parse_cot(text, vocab)
     except Exception as exc:  # the contract: a bad answer is data, not a crash
         return _invalid(f"internal parser error: {type(exc).__name__}: {exc}")
+
+
+def parse_exact_then_substring(text: str, labels: Sequence[str]) -> Parsed:
+    """The official code's rater parser (Zhang et al., `rater_parse="exact-then-substring"`).
+
+    The answer, stripped of surrounding whitespace and lower-cased, equal to a label
+    (case-insensitive) -> that label; else the FIRST label, in label-set order, that occurs
+    anywhere in it as a plain substring -> that label (so "Angry." is angry, "happy or sad"
+    is whichever of the two comes first in the label set, and "unhappy" is happy: no word
+    boundaries, no synonyms, no negation); else invalid (no vote). Unlike `parse_answer` it
+    never reads synonyms ("Anger" is not angry), which is the point: it reproduces their
+    invalid rate and votes, not the best reading of the answer.
+    """
+    if not labels:
+        raise ValueError("parse_exact_then_substring needs a non-empty label set")
+    if not isinstance(text, str) or not text.strip():
+        return _invalid("empty answer")
+    cleaned = text.strip().lower()
+    for i, label in enumerate(labels):
+        if cleaned == label.lower():
+            return Parsed(True, label, _one_hot(len(labels), i), None)
+    for i, label in enumerate(labels):
+        if label.lower() in cleaned:
+            note = f"read {label!r} as a substring of the answer"
+            return Parsed(True, label, _one_hot(len(labels), i), None, (note,))
+    return _invalid(f"no label of the set ({', '.join(labels)}) in {_snippet(text)}")
+
+
+def _one_hot(k: int, index: int) -> np.ndarray:
+    out = np.zeros(k, dtype=np.float64)
+    out[index] = 1.0
+    return out

@@ -26,6 +26,17 @@ Definitions (all implemented below, all in the report):
   k_sat = ceil(1 + ln(10) / c), independent of a and b; it may exceed the K observed
   (then it is an extrapolation, flagged as such). A fit whose c sits at its lower bound
   is a straight line over the observed k: no saturation point is reported then.
+* Sampled grid (`saturation="sampled-grid"`, Zhang et al.'s official saturation
+  analysis): instead of nested orderings, for EACH k an independent sample of k raters per
+  clip, drawn without replacement from the raters who gave a parseable answer on that clip
+  (all of them when fewer than k did), repeated R times (`saturation_repeats`); repeat r
+  draws with Python's ``random.Random(seed + r)`` clip after clip, which with seed 42 are
+  the official code's draws. The curve is the mean over repeats, fitted as above. The
+  saturation point is read off the fitted curve on a 100-point grid over [1, K]: for
+  falling curves (JS), the first grid point with f(x) <= a + 0.1 (max observed - a); for
+  rising ones (BC), the first with f(x) >= 0.95 a (the notebook's higher-is-better
+  branch); rounded half to even like Python's ``round``. It never extrapolates beyond K
+  (no grid point qualifying = no saturation).
 * Agreement: Fleiss' kappa of the synthetic raters' votes (generalised to a varying
   number of ratings per clip: unparseable answers are missing ratings), and of the human
   primary votes on the same clips for comparison.
@@ -34,15 +45,17 @@ Definitions (all implemented below, all in the report):
 from __future__ import annotations
 
 import math
+import random
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.metrics.functions import bhattacharyya, js_divergence
 from ambiscope.core.reference.distributions import (
     AMBIGUITY_LEVELS,
@@ -50,13 +63,16 @@ from ambiscope.core.reference.distributions import (
     fleiss_kappa,
 )
 from ambiscope.core.reference.distributions import human_distribution as normalise_counts
-from ambiscope.core.reference.human import dataset_options, load_human
+from ambiscope.core.reference.human import dataset_options, human_options, load_human
 from ambiscope.core.reference.pooled import reference_counts, rows_of
 from ambiscope.core.synthetic.spec import is_synthetic_run, rater_labels
 
 METRICS: tuple[str, ...] = ("js", "bc", "combined_js", "combined_bc")
 ALL = "all"
 SATURATION_SHARE = 0.1
+GRID_POINTS = 100  # the sampled-grid rule's grid over [1, K]
+RISING_SHARE = 0.95  # the sampled-grid rule for rising curves: 95% of the limit
+LOWER_IS_BETTER = frozenset({"js", "combined_js"})
 C_BOUNDS = (1e-3, 5.0)
 _CHUNK_ELEMENTS = 4_000_000
 
@@ -219,6 +235,73 @@ def _nan_stat(values: np.ndarray, fn: Any) -> np.ndarray:
     return out
 
 
+def sampled_curves(
+    labels: np.ndarray,
+    human_dist: np.ndarray,
+    human_counts: np.ndarray | None = None,
+    *,
+    groups: np.ndarray | None = None,
+    repeats: int = 5,
+    seed: int = 0,
+    options: DistributionOptions | None = None,
+    group_order: Sequence[str] = AMBIGUITY_LEVELS,
+) -> dict[str, Curve]:
+    """Curves like `alignment_curves`, but each k from its own sample of k raters per clip
+    (the sampled-grid rule of the module docstring; `sd` is over repeats)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    P = np.asarray(human_dist, dtype=np.float64)
+    n, K = labels.shape
+    if P.shape[0] != n:
+        raise ValueError(f"labels cover {n} clips but human_dist has {P.shape[0]} rows")
+    if repeats < 1:
+        raise ValueError("saturation_repeats must be >= 1")
+    counts = P if human_counts is None else np.asarray(human_counts, dtype=np.float64)
+    opts = options or DistributionOptions()
+    names = _group_names(groups, n, group_order)
+    masks = [np.ones(n, dtype=bool) if g == ALL else (np.asarray(groups) == g) for g in names]
+    valid = [labels[i][labels[i] >= 0].tolist() for i in range(n)]
+    sums = {m: np.zeros((len(names), repeats, K)) for m in METRICS}
+    used = {m: np.zeros((len(names), repeats, K)) for m in METRICS}
+    for k in range(1, K + 1):
+        for r in range(repeats):
+            votes = _sampled_votes(valid, k, random.Random(seed + r), P.shape[1])
+            values = _vote_metrics(votes, P, counts, opts)
+            for m, v in values.items():
+                finite = np.isfinite(v)
+                for g, mask in enumerate(masks):
+                    sums[m][g, r, k - 1] = v[mask & finite].sum()
+                    used[m][g, r, k - 1] = (mask & finite).sum()
+    return {
+        name: _curve(name, int(masks[g].sum()), g, sums, used, K) for g, name in enumerate(names)
+    }
+
+
+def _sampled_votes(valid: list[list[int]], k: int, rng: random.Random, n_labels: int) -> np.ndarray:
+    """(n, L) vote counts of min(k, available) raters drawn per clip, clips in order."""
+    rows: list[int] = []
+    picked: list[int] = []
+    for i, answers in enumerate(valid):
+        drawn = rng.sample(answers, min(k, len(answers)))
+        rows += [i] * len(drawn)
+        picked += drawn
+    out = np.zeros((len(valid), n_labels))
+    np.add.at(out, (rows, picked), 1.0)
+    return out
+
+
+def _vote_metrics(
+    votes: np.ndarray, P: np.ndarray, human_counts: np.ndarray, options: DistributionOptions
+) -> dict[str, np.ndarray]:
+    """Per-clip JS and BC of the sampled votes, alone and pooled with the human votes."""
+    total = votes.sum(axis=1)
+    has = total > 0
+    Q = votes / np.where(has, total, 1.0)[:, None]
+    js, bc = _pairwise(P, Q[:, None, :], has[:, None])
+    combined, ok = normalise_counts(human_counts + votes, options)
+    cjs, cbc = _pairwise(P, combined[:, None, :], ok[:, None])
+    return {"js": js[:, 0], "bc": bc[:, 0], "combined_js": cjs[:, 0], "combined_bc": cbc[:, 0]}
+
+
 # ------------------------------------------------------------------------ saturation
 def saturation_model(k: np.ndarray, a: float, b: float, c: float) -> np.ndarray:
     """f(k) = a - b * exp(-c * k)."""
@@ -265,6 +348,32 @@ class SaturationFit:
             "extrapolated": self.extrapolated,
             "message": self.message,
         }
+
+
+def grid_saturation(
+    fit: SaturationFit,
+    k: Sequence[float] | np.ndarray,
+    y: Sequence[float] | np.ndarray,
+    *,
+    lower_is_better: bool,
+) -> SaturationFit:
+    """``fit`` with its saturation point by the sampled-grid rule (module docstring)."""
+    if not fit.ok:
+        return fit
+    kk = np.asarray(k, dtype=np.float64)
+    yy = np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(kk) & np.isfinite(yy)
+    grid = np.linspace(kk[ok].min(), kk[ok].max(), GRID_POINTS)
+    curve = fit.predict(grid)
+    if lower_is_better:
+        threshold = fit.a + SATURATION_SHARE * (float(yy[ok].max()) - fit.a)
+        hits = np.flatnonzero(curve <= threshold)
+    else:
+        hits = np.flatnonzero(curve >= RISING_SHARE * fit.a)
+    if not len(hits):
+        return replace(fit, k_sat=None, message="no grid point reaches the saturation level")
+    message = "" if fit.k_sat is None else fit.message  # "still linear" no longer holds
+    return replace(fit, k_sat=round(float(grid[hits[0]])), message=message)
 
 
 def fit_saturation(
@@ -359,6 +468,8 @@ class AlignmentReport:
     kappa_human: float
     curves: dict[str, Curve]
     fits: dict[str, dict[str, SaturationFit]] = field(default_factory=dict)
+    saturation: str = "nested-fit"  # the `saturation` convention; `orderings` = repeats
+    conventions: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         def num(x: float) -> float | None:
@@ -379,25 +490,59 @@ class AlignmentReport:
                 "synthetic": num(self.kappa_synthetic),
                 "human": num(self.kappa_human),
             },
-            "saturation_definition": (
-                "smallest integer k >= 1 with |f(k) - a| <= 0.1 |f(1) - a| for the fit "
-                "f(k) = a - b exp(-c k); equals ceil(1 + ln(10) / c)"
-            ),
+            "saturation": self.saturation,
+            "saturation_definition": SATURATION_DEFINITIONS[self.saturation],
+            "conventions": self.conventions,
             "curves": {g: c.to_dict() for g, c in self.curves.items()},
             "fits": {g: {m: f.to_dict() for m, f in fits.items()} for g, fits in self.fits.items()},
         }
 
 
+SATURATION_DEFINITIONS = {
+    "nested-fit": (
+        "smallest integer k >= 1 with |f(k) - a| <= 0.1 |f(1) - a| for the fit "
+        "f(k) = a - b exp(-c k); equals ceil(1 + ln(10) / c)"
+    ),
+    "sampled-grid": (
+        "fit f(k) = a - b exp(-c k) to the mean over repeats of independent k-rater samples; "
+        "first of 100 grid points over [1, K] with f <= a + 0.1 (max observed - a) (JS) or "
+        "f >= 0.95 a (BC), rounded"
+    ),
+}
+
+
 def fit_curves(
-    curves: dict[str, Curve], metrics: Sequence[str] = ("js", "bc")
+    curves: dict[str, Curve],
+    metrics: Sequence[str] = ("js", "bc"),
+    saturation: str = "nested-fit",
 ) -> dict[str, dict[str, SaturationFit]]:
-    return {g: {m: fit_saturation(c.k, c.mean[m]) for m in metrics} for g, c in curves.items()}
+    """Each group's fit per metric, its saturation point by the `saturation` rule."""
+
+    def fit(curve: Curve, metric: str) -> SaturationFit:
+        result = fit_saturation(curve.k, curve.mean[metric])
+        if saturation != "sampled-grid":
+            return result
+        lower = metric in LOWER_IS_BETTER
+        return grid_saturation(result, curve.k, curve.mean[metric], lower_is_better=lower)
+
+    return {g: {m: fit(c, m) for m in metrics} for g, c in curves.items()}
 
 
 def align_run(
-    ws: Any, dataset: str | int, run_id: int, *, orderings: int = 20, seed: int = 0
+    ws: Any,
+    dataset: str | int,
+    run_id: int,
+    *,
+    orderings: int = 20,
+    seed: int = 0,
+    conventions: Conventions | None = None,
 ) -> AlignmentReport:
-    """Alignment report of one synthetic run against the dataset's human reference."""
+    """Alignment report of one synthetic run against the dataset's human reference.
+
+    ``conventions`` (default: the dataset's stored reference options and nested orderings)
+    choose the human reference and the saturation rule; under ``sampled-grid`` the
+    `saturation_repeats` repeats replace ``orderings``.
+    """
     ds = ws.get_dataset(dataset)
     run = ws.get_run(run_id)
     if run.dataset_id != ds.id:
@@ -407,7 +552,8 @@ def align_run(
             f"run {run.id} is not a synthetic-annotator run (make one with annotate-synthetic)"
         )
     clip_ids, labels = rater_labels(ws, run)
-    human = load_human(ws, ds)
+    options = dataset_options(ds) if conventions is None else human_options(conventions, ds)
+    human = load_human(ws, ds, options)
     rows = rows_of(human.clip_ids, clip_ids)
     keep = rows >= 0
     keep[keep] &= human.valid[rows[keep]]
@@ -419,15 +565,19 @@ def align_run(
     counts, count_ids = reference_counts(ws, ds, "human")
     primary, _ = reference_counts(ws, ds, "human", primary_only=True)
     count_rows = rows_of(count_ids, human.clip_ids[rows])
-    curves = alignment_curves(
-        labels,
-        human.dist[rows],
-        counts[count_rows],
-        groups=human.ambiguity[rows],
-        orderings=orderings,
-        seed=seed,
-        options=dataset_options(ds).distribution,
-    )
+    saturation = "nested-fit" if conventions is None else conventions.saturation
+    single = "drop" if conventions is None else conventions.kappa_single
+    data = (labels, human.dist[rows], counts[count_rows])
+    common: dict[str, Any] = {
+        "groups": human.ambiguity[rows],
+        "seed": seed,
+        "options": options.distribution,
+    }
+    if conventions is not None and saturation == "sampled-grid":
+        orderings = conventions.saturation_repeats
+        curves = sampled_curves(*data, repeats=orderings, **common)
+    else:
+        curves = alignment_curves(*data, orderings=orderings, **common)
     answers, invalid = ws.conn.execute(
         "SELECT count(*), coalesce(sum(1 - valid), 0) FROM samples WHERE run_id = ?", (run.id,)
     ).fetchone()
@@ -442,10 +592,12 @@ def align_run(
         seed=seed,
         answers=int(answers),
         invalid=int(invalid),
-        kappa_synthetic=fleiss_kappa(_label_counts(labels, ds.k)),
-        kappa_human=fleiss_kappa(np.round(primary[count_rows])),
+        kappa_synthetic=fleiss_kappa(_label_counts(labels, ds.k), single),
+        kappa_human=fleiss_kappa(np.round(primary[count_rows]), single),
         curves=curves,
-        fits=fit_curves(curves),
+        fits=fit_curves(curves, saturation=saturation),
+        saturation=saturation,
+        conventions=None if conventions is None else conventions.to_dict(),
     )
 
 
@@ -458,6 +610,12 @@ def _cell(mean: float, sd: float) -> str:
     if not math.isfinite(mean):
         return f"{'n/a':>13}"
     return f"{mean:6.3f}±{sd if math.isfinite(sd) else 0.0:5.3f} "
+
+
+def _draws(report: AlignmentReport) -> str:
+    if report.saturation == "sampled-grid":
+        return f"{report.orderings} repeats of k sampled raters per k"
+    return f"orderings {report.orderings}"
 
 
 def _fit_line(metric: str, fit: SaturationFit) -> str:
@@ -476,8 +634,7 @@ def format_report(report: AlignmentReport, *, groups: Sequence[str] | None = Non
     lines = [
         f"synthetic run {report.run_id} ({report.run_label}, {report.model}) vs human "
         f"votes on {report.dataset}",
-        f"clips {report.n_clips}, raters K={report.raters}, orderings {report.orderings} "
-        f"(seed {report.seed})",
+        f"clips {report.n_clips}, raters K={report.raters}, {_draws(report)} (seed {report.seed})",
         f"answers {report.answers}, unparseable {report.invalid} ({share:.1%})",
         f"Fleiss' kappa: synthetic raters {report.kappa_synthetic:.3f}, "
         f"human raters {report.kappa_human:.3f} (same clips)",

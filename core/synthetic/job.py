@@ -3,6 +3,10 @@
 `ambiscope annotate-synthetic --enqueue` queues it with `enqueue_synthetic`. Import-light
 (the job registry imports this module to list kinds): the raters' code loads when a job
 is queued or runs.
+
+The queued spec carries the resolved rater conventions as its own fields (and the full
+conventions object for provenance), so the worker reproduces the command's conventions
+whatever the workspace default is by the time the job runs.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ def enqueue_synthetic(
 def describe_annotate(params: dict[str, Any]) -> str:
     """One line for `ambiscope jobs` and the TUI's job list (no numpy needed)."""
     spec = params.get("spec", {})
-    return (
-        f"{spec.get('raters')} synthetic raters ({spec.get('model')}) {describe_selection(params)}"
-    )
+    preset = (spec.get("conventions") or {}).get("preset")
+    model = spec.get("model") if preset is None else f"{spec.get('model')}, {preset}"
+    return f"{spec.get('raters')} synthetic raters ({model}) {describe_selection(params)}"
 
 
 @job_kind(KIND, describe=describe_annotate)

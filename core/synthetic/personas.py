@@ -11,12 +11,26 @@ deterministic per seed:
   made in rater order from `default_rng(seed)`, so rater i's temperature depends only on
   the seed and i: a pool of 10 starts with the same 5 raters as a pool of 5;
 * generation seed: per (run seed, rater, clip), so a resumed run redraws nothing.
+
+Conventions (`ambiscope.core.conventions`) change two of these rules:
+
+* ``rater_personas="locked"`` (Zhang et al.'s official code): the five focus sentences of
+  `FOCUS_PERSONAS` (their meaning, our wording) locked to the five bands: rater i gets
+  persona i mod 5 AND band i mod 5, so a persona always answers in the same temperature
+  range. With ``"rotate"`` (ambiscope's default) four personas cycle against five bands,
+  so each persona meets every band across a pool of 20.
+* ``rater_seed="per-rater"``: rater i's temperature comes from its own generator seeded by
+  (seed, i) alone, the legacy `RandomState` the official code seeds with
+  ``np.random.seed(i)`` (seed 0 gives their temperatures), and its generation seed is the
+  same on every clip. With ``"per-run"`` the temperatures are drawn in rater order from one
+  generator, which ALSO makes rater i's temperature depend only on (seed, i, its band,
+  jitter), but the generation seed differs per clip.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,6 +61,14 @@ DEFAULT_PERSONAS: tuple[Persona, ...] = (
     ),
     Persona("overall", "Go with your overall impression, as an everyday listener would."),
 )
+FOCUS_PERSONAS: tuple[Persona, ...] = (
+    Persona("tone-and-content", "Weigh both the sound of the voice and what is being said."),
+    Persona("voice", "Listen above all to the speaker's tone of voice."),
+    Persona("phrasing", "Take into account which words are chosen and how they are phrased."),
+    Persona("cues", "Listen for small emotional cues in how the voice sounds."),
+    Persona("said-and-how", "Consider what is said as well as the way it is expressed."),
+)
+"""The official code's five focus variations (rater i gets i mod 5), reworded."""
 DEFAULT_BANDS: tuple[tuple[float, float], ...] = (
     (0.1, 0.3),
     (0.3, 0.5),
@@ -88,12 +110,12 @@ def parse_personas(text: str) -> tuple[Persona, ...]:
 
     A value naming an existing file is read (blank lines and `#` comments skipped);
     otherwise it is a comma-separated list of preset names (`tone`, `words`, `subtle`,
-    `overall`).
+    `overall`, and the five of `FOCUS_PERSONAS`).
     """
     path = Path(text)
     if path.is_file():
         return _personas_from_file(path)
-    presets = {p.name: p for p in DEFAULT_PERSONAS}
+    presets = {p.name: p for p in (*DEFAULT_PERSONAS, *FOCUS_PERSONAS)}
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in presets]
     if unknown or not names:
@@ -151,8 +173,13 @@ def plan_raters(
     bands: Sequence[tuple[float, float]] = DEFAULT_BANDS,
     jitter: float = DEFAULT_JITTER,
     limits: tuple[float, float] = TEMPERATURE_LIMITS,
+    personas_rule: str = "rotate",
+    seed_rule: str = "per-run",
 ) -> list[RaterPlan]:
-    """K raters: personas and bands cycled by index, temperatures drawn (module docstring)."""
+    """K raters: personas and bands cycled by index, temperatures drawn (module docstring).
+
+    `personas_rule` and `seed_rule` are the `rater_personas` and `rater_seed` conventions.
+    """
     if k < 1:
         raise ValueError(f"--raters must be >= 1, got {k}")
     if not personas:
@@ -160,20 +187,46 @@ def plan_raters(
     if not 0 <= jitter < 1:
         raise ValueError(f"--jitter must be in [0, 1), got {jitter}")
     bands = check_bands(bands)
-    rng = np.random.default_rng(seed)
+    if personas_rule == "locked" and len(personas) != len(bands):
+        raise ValueError(
+            f"rater_personas=locked pairs persona i with band i: needs as many personas "
+            f"({len(personas)}) as temperature bands ({len(bands)})"
+        )
+    draw = _per_rater_temperature if seed_rule == "per-rater" else _run_temperatures(seed)
     out = []
     for i in range(k):
         lo, hi = bands[i % len(bands)]
-        t = rng.uniform(lo, hi) + rng.uniform(-jitter, jitter)
-        t = float(np.clip(t, *limits))
+        t = float(np.clip(draw(seed, i, lo, hi, jitter), *limits))
         persona = personas[i % len(personas)]
         out.append(RaterPlan(i, persona.name, persona.instruction, (lo, hi), round(t, 4)))
     return out
 
 
-def rater_seed(seed: int, rater: int, clip_id: int) -> int:
-    """The generation seed of one rater on one clip (stable across resumes and processes)."""
-    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, rater, clip_id]).generate_state(1)
+def _run_temperatures(seed: int) -> Callable[[int, int, float, float, float], float]:
+    """Draws in rater order from one generator per run (two draws per rater)."""
+    rng = np.random.default_rng(seed)
+
+    def draw(_seed: int, _i: int, lo: float, hi: float, jitter: float) -> float:
+        return float(rng.uniform(lo, hi) + rng.uniform(-jitter, jitter))
+
+    return draw
+
+
+_SEED_STRIDE = 1_000_003  # a prime > any pool: raters of seeds s and s + 1 never share a stream
+
+
+def _per_rater_temperature(seed: int, i: int, lo: float, hi: float, jitter: float) -> float:
+    """Rater i's own legacy generator, seeded ``seed * _SEED_STRIDE + i`` (seed 0: the official
+    code's ``np.random.seed(i)``), drawing the band offset then the jitter as they do."""
+    rng = np.random.RandomState((int(seed) * _SEED_STRIDE + i) % 2**32)
+    return lo + float(rng.uniform(0, hi - lo)) + float(rng.uniform(-jitter, jitter))
+
+
+def rater_seed(seed: int, rater: int, clip_id: int | None) -> int:
+    """The generation seed of one rater on one clip (stable across resumes and processes);
+    ``clip_id=None`` (`rater_seed="per-rater"`) gives the rater one seed for every clip."""
+    parts = [int(seed) & 0xFFFFFFFF, rater] + ([] if clip_id is None else [clip_id])
+    state = np.random.SeedSequence(parts).generate_state(1)
     return int(state[0] % (2**31 - 1))
 
 

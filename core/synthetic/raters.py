@@ -12,19 +12,24 @@ vote, nothing dropped), one vote per valid answer, and the synthetic distributio
 run's `vote` prediction, so `ambiscope compare`, `metrics`, exports and the TUI show the
 proxy against the human reference with no special case. The clip loop around it (resume,
 progress, failures, stopping between clips) is the one sampling runs use (`scaling.loop`).
+
+The spec's rater conventions reach the model calls through `RaterPhase`: the parser
+(`rater_parse`: ambiscope's lenient reader, or the official exact-then-substring rule),
+the generation seed (`rater_seed`: per clip, or one per rater) and, with
+`rater_transcript`, the clip's transcript and a ``Speaker: ID`` line in every prompt.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property, partial
 
 import numpy as np
 
 from ambiscope.core.alm.base import AudioInput, Backend, BackendError, GenerationParams
-from ambiscope.core.alm.parsing import Parsed, parse_answer
+from ambiscope.core.alm.parsing import Parsed, parse_answer, parse_exact_then_substring
 from ambiscope.core.alm.prompts import PromptTemplate, render
 from ambiscope.core.audio import AudioError
 from ambiscope.core.reference.human import load_human
@@ -73,6 +78,8 @@ class _Context:
             tuple(self.plan),
             self.spec.max_new_tokens,
             self.spec.seed,
+            self.spec.rater_seed,
+            self.spec.rater_parse,
         )
 
 
@@ -83,6 +90,7 @@ class RaterTask:
     clip_id: int
     audio: AudioInput
     transcript: str | None
+    speaker: str | None = None  # given: a "Speaker: ID" line opens the prompt
 
 
 @dataclass
@@ -105,23 +113,34 @@ class RaterPhase:
     plan: tuple[RaterPlan, ...]
     max_new_tokens: int
     seed: int
+    seed_rule: str = "per-run"  # the `rater_seed` convention
+    parse_rule: str = "lenient"  # the `rater_parse` convention
 
     def one(self, backend: Backend, task: RaterTask, clock: ModelClock) -> RaterAnswers:
         labels = list(self.labels)
         base = render(self.template, labels, transcript=task.transcript)
+        if task.speaker:
+            base = replace(base, user=f"Speaker: {task.speaker}\n{base.user}")
+        clip = None if self.seed_rule == "per-rater" else task.clip_id
         texts: list[str] = []
         for rater in self.plan:
             params = GenerationParams(
                 n=1,
                 temperature=rater.temperature,
                 max_new_tokens=self.max_new_tokens,
-                seed=rater_seed(self.seed, rater.index, task.clip_id),
+                seed=rater_seed(self.seed, rater.index, clip),
             )
             with clock.timing():
                 cands = backend.sample(task.audio, persona_prompt(base, rater), params)
             texts.append(cands[0].text if cands else "")
-        parsed = [parse_answer(t, labels, "label") for t in texts]
+        parsed = [self.parse(t) for t in texts]
         return RaterAnswers(texts, parsed, clock.elapsed(), clock.model_seconds)
+
+    def parse(self, text: str) -> Parsed:
+        """One rater's answer read by the run's `rater_parse` rule."""
+        if self.parse_rule == "exact-then-substring":
+            return parse_exact_then_substring(text, self.labels)
+        return parse_answer(text, self.labels, "label")
 
     def run(
         self, backend: Backend, verifier: Backend | None, tasks: Sequence[RaterTask]
@@ -195,8 +214,10 @@ def _write_clip(ctx: _Context, clip: Clip, answers: RaterAnswers | RemoteFailure
 
 def _task(ctx: _Context, clip: Clip) -> RaterTask:
     """The clip's task (its audio read here, on the driver)."""
-    transcript = clip.transcript if ctx.spec.transcript else None
-    return RaterTask(clip.id, clip_audio(ctx.ds, clip, ctx.backend), transcript)
+    always = ctx.spec.rater_transcript
+    transcript = clip.transcript if ctx.spec.transcript or always else None
+    speaker = clip.speaker if always else None
+    return RaterTask(clip.id, clip_audio(ctx.ds, clip, ctx.backend), transcript, speaker)
 
 
 def _annotate(ctx: _Context, clip: Clip, clock: ModelClock) -> ClipOutcome:

@@ -5,11 +5,19 @@ full rater plan, personas, bands, jitter and seed in `config`), one annotator of
 `synthetic` per rater tied to the run (`annotators.run_id`, external id `syn-<run>-r03`),
 one vote per valid answer (`rater_labels` reads them back per rater). A rerun of the same
 spec finds the same run (its identity hash) and resumes it.
+
+The rater conventions (`rater_personas`, `rater_seed`, `rater_transcript`, `rater_parse`
+of `ambiscope.core.conventions`) are spec fields: they change the answers, so a run under
+other conventions is another run. They enter the identity only when they differ from
+ambiscope's defaults, so runs made before conventions existed keep their identity (and
+resume). The full conventions object of the command is recorded in the run's config
+(`conventions`), not in the identity: fields that do not touch the raters (R², ECE, ...)
+must not split runs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -17,6 +25,7 @@ import numpy as np
 from ambiscope.core.alm import BACKENDS
 from ambiscope.core.alm.base import Backend
 from ambiscope.core.alm.prompts import PromptTemplate, load_template, template_text
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.scaling.loop import find_run
 from ambiscope.core.scaling.run import (
     EXECUTION_FIELDS,
@@ -29,6 +38,7 @@ from ambiscope.core.synthetic.personas import (
     DEFAULT_BANDS,
     DEFAULT_JITTER,
     DEFAULT_PERSONAS,
+    FOCUS_PERSONAS,
     TEMPERATURE_LIMITS,
     Persona,
     RaterPlan,
@@ -55,6 +65,13 @@ SYNTHETIC_TEMPLATE = PromptTemplate(
 )
 
 
+RATER_CONVENTIONS: dict[str, Any] = {
+    name: getattr(Conventions(), name)
+    for name in ("rater_personas", "rater_seed", "rater_transcript", "rater_parse")
+}
+"""The conventions that change rater answers, with ambiscope's defaults."""
+
+
 @dataclass(frozen=True)
 class SyntheticSpec(ExecutionOptions):
     """Everything that defines a synthetic-annotation run (identity part resumes a run)."""
@@ -71,19 +88,45 @@ class SyntheticSpec(ExecutionOptions):
     max_new_tokens: int = 16
     prompt_file: str | None = None
     name: str | None = None
+    rater_personas: str = "rotate"
+    rater_seed: str = "per-run"
+    rater_transcript: bool = False
+    rater_parse: str = "lenient"
+    conventions: dict[str, Any] | None = field(default=None, compare=False)
+    """The command's full `Conventions.to_dict()` (provenance only, not identity)."""
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
             raise ValueError(f"--backend must be one of {', '.join(BACKENDS.names())}")
+        for name in RATER_CONVENTIONS:
+            allowed = Conventions.CHOICES.get(name, (True, False))
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"{name} must be one of {', '.join(map(str, allowed))}, "
+                    f"got {getattr(self, name)!r}"
+                )
         object.__setattr__(self, "bands", check_bands(self.bands))
         personas = tuple(
             p if isinstance(p, Persona) else Persona(*p)  # type: ignore[misc]
             for p in self.personas
         )
+        if self.rater_personas == "locked" and personas == DEFAULT_PERSONAS:
+            personas = FOCUS_PERSONAS  # locked means the five focus sentences unless given
         object.__setattr__(self, "personas", personas)
         if self.max_new_tokens < 1:
             raise ValueError("--max-new-tokens must be >= 1")
         self.plan()  # validates raters, personas and jitter
+
+    def under(self, conventions: Conventions) -> SyntheticSpec:
+        """This spec with the rater fields of ``conventions`` (and the object recorded)."""
+        return replace(
+            self,
+            **{name: getattr(conventions, name) for name in RATER_CONVENTIONS},
+            conventions=conventions.to_dict(),
+        )
+
+    def rater_conventions(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in RATER_CONVENTIONS}
 
     def plan(self) -> list[RaterPlan]:
         return plan_raters(
@@ -92,6 +135,8 @@ class SyntheticSpec(ExecutionOptions):
             personas=self.personas,
             bands=self.bands,
             jitter=self.jitter,
+            personas_rule=self.rater_personas,
+            seed_rule=self.rater_seed,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,8 +157,11 @@ class SyntheticSpec(ExecutionOptions):
 
     def identity(self, template: PromptTemplate) -> dict[str, Any]:
         """Output-affecting settings; equal identity = the same run (resume)."""
-        execution = EXECUTION_FIELDS | {"prompt_file"}
+        execution = EXECUTION_FIELDS | {"prompt_file", "conventions"}
         data = {k: v for k, v in self.to_dict().items() if k not in execution}
+        for name, default in RATER_CONVENTIONS.items():
+            if data[name] == default:
+                del data[name]  # today's identity for today's behaviour (module docstring)
         data["kind"] = "synthetic"
         data["prompt"] = template_text(template)
         return data
@@ -200,6 +248,7 @@ def _run_row(
         "jitter": spec.jitter,
         "temperature_limits": list(TEMPERATURE_LIMITS),
         "seed": spec.seed,
+        "conventions": spec.conventions or spec.rater_conventions(),
         "model": described,
         "labels": list(ds.label_set),
         "versions": package_versions(),

@@ -8,27 +8,39 @@ hard one. This module implements it over a workspace split and writes a training
 
 Exactly what is done (`ambiscope augment dime`):
 
+Every step that the official code (Zhang et al., ``model_finetuning/train.py``) does
+differently is a convention (`ambiscope.core.conventions`, ``dime_*`` fields; the
+``scaling-ambiguity`` preset takes the official choice, named second below):
+
 1. Clips of the chosen split with an audio file and a valid reference distribution
-   (`--reference human|synthetic|combined`, human by default) are counted by their
-   dominant label: the reference's majority label (plurality of primary votes, ties to
-   the first label of the label set).
-2. Targets: majority = the largest class count; every class with count n_c below
-   target = ceil(ratio * majority) gets target - n_c new clips; classes at or above the
-   target get nothing (nothing is ever removed). A class needs at least 2 clips to be
-   mixed (a warning names classes with fewer).
-3. Neighbours: every clip gets a 70-dim hand-crafted feature vector (`features.py` here:
-   MFCC, chroma, spectral contrast means and SDs, ZCR, roll-off, centroid, RMS),
-   standardised over the clips of the classes being topped up (the only ones whose
-   distances are ever used, so majority classes are never decoded); its k nearest
-   neighbours (Euclidean) are searched among the clips of the SAME split and the SAME
-   dominant class. Same class because the
+   (`--reference human|synthetic|combined`, human by default, built under the
+   conventions) are counted by their dominant label, ``dime_dominant``:
+   ``primary-majority`` = the reference's majority label (plurality of primary votes,
+   ties to the first label of the label set); ``argmax`` = the argmax of the clip's
+   distribution (ties to the first label).
+2. Targets, ``dime_target``: majority = the largest class count; every class with count
+   n_c below target = ceil (``ceil``) or floor (``floor``, the official ``int()``) of
+   ratio * majority gets target - n_c new clips; classes at or above the target get
+   nothing (nothing is ever removed). A class needs at least 2 clips to be mixed (a
+   warning names classes with fewer).
+3. Neighbours, ``dime_k`` (k, the clip itself counted, so k - 1 real neighbours, as the
+   official ``kneighbors(...)[1:]``) and ``dime_features``: ``ambiscope`` = the 70-dim
+   hand-crafted audio vector of `features.py` (MFCC, chroma, spectral contrast, ZCR,
+   roll-off, centroid, RMS; means and SDs), standardised over the clips of all classes
+   being topped up; ``librosa-lexical`` = the official 72 librosa audio + 10 lexical
+   transcript features (`librosa_features.py`), standardised per class (the official
+   StandardScaler is fitted on each class alone). Only the classes being topped up are
+   ever decoded. The nearest neighbours (Euclidean) are searched among the clips of the
+   SAME split and the SAME dominant class. Same class because the
    new clip must count for the class it tops up: if two distributions share their argmax,
    every convex mix of them has that argmax too, so a neighbour from the same class
    guarantees the balance target, while the mixed distribution still inherits the
    neighbour's secondary emotions. Same split because a held-out clip must never leak
    into training data.
-4. Mixing: a1 cycles through the class's clips in a seeded random order (so sources are
-   used evenly), a2 is one of a1's k neighbours at random, alpha ~ U(0, 1);
+4. Mixing, ``dime_source``: a1 either cycles through the class's clips in a seeded
+   random order (``cyclic``: sources are used evenly) or is drawn at random with
+   replacement for every new clip (``random``, seeded); a2 is one of a1's neighbours at
+   random, alpha ~ U(0, 1);
    audio = (1 - alpha) a1 + alpha a2 at a1's sample rate (a2 resampled if needed),
    truncated to the shorter clip; transcript = a1's if alpha < 0.5 else a2's (the source
    that dominates the mix); distribution = (1 - alpha) P1 + alpha P2, renormalised.
@@ -56,6 +68,7 @@ from typing import Any
 import numpy as np
 
 from ambiscope.core.audio import AudioError, audio_info, load_audio, write_wav
+from ambiscope.core.conventions import Conventions
 from ambiscope.core.export._common import (
     ExportError,
     NameAllocator,
@@ -68,7 +81,9 @@ from ambiscope.core.export._common import (
 from ambiscope.core.export.provenance import PROVENANCE_FILE, build_provenance
 from ambiscope.core.paths import RootGuard, allows_outside_root
 from ambiscope.core.reference import reference_name
+from ambiscope.core.reference.human import human_options, load_human
 from ambiscope.core.reference.pooled import load_reference
+from ambiscope.core.synthetic.augment import librosa_features
 from ambiscope.core.synthetic.augment.features import (
     FEATURE_SR,
     clip_features,
@@ -89,12 +104,15 @@ def is_held_out(split: str | None) -> bool:
 
 @dataclass(frozen=True)
 class DimeOptions:
+    """What to augment and how; ``k`` (when given) overrides ``conventions.dime_k``."""
+
     split: str = "train"
     target_ratio: float = 0.3
-    k: int = 3
+    k: int | None = None
     seed: int = 0
     reference: str = "human"
     force: bool = False
+    conventions: Conventions = field(default_factory=Conventions)
 
     def __post_init__(self) -> None:
         if is_held_out(self.split):
@@ -106,9 +124,18 @@ class DimeOptions:
             raise ExportError("--split must name a split (e.g. train)")
         if not 0 < self.target_ratio <= 1:
             raise ExportError(f"--target-ratio must be in (0, 1], got {self.target_ratio}")
-        if self.k < 1:
-            raise ExportError(f"--k must be >= 1, got {self.k}")
+        if self.neighbours < 2:
+            raise ExportError(
+                f"--k (dime_k) must be >= 2: the clip itself is one of the k, got {self.neighbours}"
+            )
         reference_name(self.reference)
+        if self.conventions.dime_features == "librosa-lexical":
+            librosa_features.load_librosa()  # fail before any audio is decoded
+
+    @property
+    def neighbours(self) -> int:
+        """k of the neighbour search, the clip itself included."""
+        return self.conventions.dime_k if self.k is None else self.k
 
 
 @dataclass(frozen=True)
@@ -151,13 +178,16 @@ class DimeResult:
 
 
 # ------------------------------------------------------------------------ pure parts
-def class_targets(counts: np.ndarray, ratio: float) -> tuple[int, np.ndarray]:
-    """(target, clips to add per class): target = ceil(ratio * max count), classes below it
-    are topped up to it; absent classes (count 0) get nothing (nothing to mix from)."""
+def class_targets(counts: np.ndarray, ratio: float, rule: str = "ceil") -> tuple[int, np.ndarray]:
+    """(target, clips to add per class): target = ceil (or, ``rule="floor"``, floor) of
+    ratio * max count, classes below it are topped up to it; absent classes (count 0) get
+    nothing (nothing to mix from). ``floor`` truncates the float product exactly as the
+    official ``int(max_count * ratio)``; ``ceil`` forgives 1e-9 so 0.3 * 10 stays 3."""
     counts = np.asarray(counts, dtype=np.int64)
     if not counts.size or counts.max() == 0:
         return 0, np.zeros_like(counts)
-    target = math.ceil(ratio * int(counts.max()) - 1e-9)
+    scaled = int(counts.max()) * ratio
+    target = int(scaled) if rule == "floor" else math.ceil(scaled - 1e-9)
     need = np.where(counts > 0, np.maximum(0, target - counts), 0)
     return target, need
 
@@ -176,11 +206,20 @@ def mix_distribution(p1: np.ndarray, p2: np.ndarray, alpha: float) -> np.ndarray
     return mixed / mixed.sum()
 
 
+def dominant_labels(dists: np.ndarray, majority: np.ndarray, rule: str) -> np.ndarray:
+    """Each clip's class: the reference's primary-vote majority, or (``rule="argmax"``) the
+    argmax of its distribution (ties to the first label)."""
+    if rule == "argmax":
+        return np.argmax(np.asarray(dists, dtype=np.float64), axis=1).astype(np.int64)
+    return np.asarray(majority, dtype=np.int64)
+
+
 def plan_mixes(
     labels: np.ndarray,
     need: np.ndarray,
     neighbours: list[list[int]],
     rng: np.random.Generator,
+    source: str = "cyclic",
 ) -> list[Mix]:
     """Pick (a1, a2, alpha) for every clip to add (module docstring, step 4)."""
     mixes: list[Mix] = []
@@ -190,7 +229,8 @@ def plan_mixes(
         if not usable:
             continue
         for j in range(int(need[c])):
-            first = usable[j % len(usable)]
+            pick = int(rng.integers(len(usable))) if source == "random" else j % len(usable)
+            first = usable[pick]
             options = neighbours[first]
             second = options[int(rng.integers(len(options)))]
             mixes.append(Mix(int(c), first, second, float(rng.uniform(0.0, 1.0))))
@@ -227,9 +267,11 @@ def _read_split(ws: Workspace, ds: Dataset, opts: DimeOptions) -> _Split:
             f"no clips in split {opts.split!r} of {ds.name!r} "
             f"(splits you can augment: {', '.join(splits) or 'none'})"
         )
-    reference = load_reference(ws, ds, opts.reference)
+    conv = opts.conventions
+    human = load_human(ws, ds, human_options(conv, ds))
+    reference = load_reference(ws, ds, opts.reference, human=human)
     index = {int(c): i for i, c in enumerate(reference.clip_ids)}
-    clips, paths, dists, labels = [], [], [], []
+    clips, paths, dists, majority = [], [], [], []
     skipped = {
         "without audio": 0,
         "with a missing audio file": 0,
@@ -255,10 +297,11 @@ def _read_split(ws: Workspace, ds: Dataset, opts: DimeOptions) -> _Split:
             clips.append(clip)
             paths.append(path)
             dists.append(reference.dist[row])
-            labels.append(int(reference.majority[row]))
+            majority.append(int(reference.majority[row]))
     if not clips:
         raise ExportError(f"split {opts.split!r} has no clip with audio and {opts.reference} votes")
-    return _Split(clips, paths, np.array(dists), np.array(labels, dtype=np.int64), skipped)
+    labels = dominant_labels(np.array(dists), np.array(majority), conv.dime_dominant)
+    return _Split(clips, paths, np.array(dists), labels, skipped)
 
 
 def _readable(path: Path) -> bool:
@@ -270,16 +313,43 @@ def _readable(path: Path) -> bool:
     return True
 
 
-def _features(paths: list[Path]) -> np.ndarray:
+def _features(split: _Split, rows: np.ndarray, kind: str) -> np.ndarray:
+    """Feature vectors of the split's clips at ``rows`` (``dime_features``: the hand-written
+    70 audio features, or the official 72 librosa audio + 10 lexical ones)."""
     out = []
-    for path in paths:
-        loaded = load_audio(path, FEATURE_SR)
-        out.append(clip_features(loaded.samples, loaded.sample_rate))
+    for i in rows:
+        if kind == "librosa-lexical":
+            loaded = load_audio(split.paths[i])  # native rate: resampled by soxr, as theirs
+            transcript = split.clips[i].transcript
+            out.append(
+                librosa_features.clip_features(loaded.samples, loaded.sample_rate, transcript)
+            )
+        else:
+            loaded = load_audio(split.paths[i], FEATURE_SR)
+            out.append(clip_features(loaded.samples, loaded.sample_rate))
     return np.array(out)
 
 
-def _class_neighbours(split: _Split, classes: np.ndarray, k: int) -> list[list[int]]:
-    """k nearest same-class neighbours of every clip of the classes to top up ([] others).
+def class_neighbours(X: np.ndarray, groups: np.ndarray, k: int, per_class: bool) -> list[list[int]]:
+    """For each row, its k - 1 nearest rows of the same group (k counts the row itself, as
+    the official ``kneighbors(...)[1:]``), on z-scores taken over all rows or, with
+    ``per_class``, over each group's rows alone (the official StandardScaler per class)."""
+    data = np.asarray(X, dtype=np.float64)
+    if per_class:
+        Z = np.empty_like(data)
+        for g in np.unique(groups):
+            members = groups == g
+            Z[members] = standardize(data[members])[0]
+    else:
+        Z = standardize(data)[0]
+    return nearest_neighbours(Z, k - 1, groups=groups)
+
+
+def _class_neighbours(
+    split: _Split, classes: np.ndarray, conv: Conventions, k: int
+) -> list[list[int]]:
+    """The k - 1 nearest same-class neighbours (k counts the clip itself) of every clip of
+    the classes to top up ([] for others).
 
     Neighbours never cross classes, so only those classes' clips are loaded and featurised:
     on a large corpus the majority classes (most of the audio) are never decoded.
@@ -288,8 +358,9 @@ def _class_neighbours(split: _Split, classes: np.ndarray, k: int) -> list[list[i
     out: list[list[int]] = [[] for _ in split.clips]
     if not len(rows):
         return out
-    Z, _, _ = standardize(_features([split.paths[i] for i in rows]))
-    for local, nn in enumerate(nearest_neighbours(Z, k, groups=split.labels[rows])):
+    X = _features(split, rows, conv.dime_features)
+    per_class = conv.dime_features == "librosa-lexical"
+    for local, nn in enumerate(class_neighbours(X, split.labels[rows], k, per_class)):
         out[int(rows[local])] = [int(rows[j]) for j in nn]
     return out
 
@@ -380,14 +451,16 @@ def dime_augment(
     ds = ws.get_dataset(dataset)
     split = _read_split(ws, ds, opts)
     k_labels = ds.k
+    conv = opts.conventions
     counts = np.bincount(split.labels, minlength=k_labels)
-    target, need = class_targets(counts, opts.target_ratio)
+    target, need = class_targets(counts, opts.target_ratio, conv.dime_target)
     warnings = [
         f"class {ds.label_set[c]!r} has 1 clip in {opts.split!r}: at least 2 are needed to mix"
         for c in np.flatnonzero((need > 0) & (counts < 2))
     ]
-    neighbours = _class_neighbours(split, (need > 0) & (counts >= 2), opts.k)
-    mixes = plan_mixes(split.labels, need, neighbours, np.random.default_rng(opts.seed))
+    neighbours = _class_neighbours(split, (need > 0) & (counts >= 2), conv, opts.neighbours)
+    rng = np.random.default_rng(opts.seed)
+    mixes = plan_mixes(split.labels, need, neighbours, rng, conv.dime_source)
     names = NameAllocator()
     with atomic_dir(out, force=opts.force, protect=protect) as tmp:
         (tmp / AUDIO_DIR).mkdir()
@@ -415,6 +488,23 @@ def dime_augment(
     )
 
 
+_FEATURES_TEXT = {
+    "ambiscope": "ambiscope.core.synthetic.augment.features (70 dims: MFCC, chroma, "
+    "contrast, ZCR, roll-off, centroid, RMS; mean and SD over frames), standardised over "
+    "the classes topped up",
+    "librosa-lexical": "ambiscope.core.synthetic.augment.librosa_features (72 librosa "
+    "audio dims + 10 lexical transcript dims, as the official DiME-Aug), standardised "
+    "per class",
+}
+
+
+def _librosa_version(conv: Conventions) -> dict[str, str]:
+    """The librosa version when its features were used (they change across releases)."""
+    if conv.dime_features != "librosa-lexical":
+        return {}
+    return {"librosa": librosa_features.librosa_version()}
+
+
 def _by_label(ds: Dataset, counts: np.ndarray) -> dict[str, int]:
     return {label: int(n) for label, n in zip(ds.label_set, counts, strict=True) if n}
 
@@ -430,8 +520,10 @@ def _provenance(
     split: _Split,
 ) -> dict[str, Any]:
     runs = [r for r in ws.runs(ds.id) if is_synthetic_run(r)] if opts.reference != "human" else []
+    conv = opts.conventions
     return build_provenance(
         ws,
+        conventions=conv,
         export="augment/dime",
         datasets=[ds],
         runs=runs,
@@ -440,15 +532,17 @@ def _provenance(
             "method": "DiME-Aug",
             "split": opts.split,
             "target_ratio": opts.target_ratio,
-            "target_rule": "ceil(target_ratio * majority class count)",
-            "k": opts.k,
-            "neighbours": "k nearest in hand-crafted features standardised over the classes "
-            "topped up; same split and same dominant label",
-            "features": "ambiscope.core.synthetic.augment.features (70 dims: MFCC, chroma, "
-            "contrast, ZCR, roll-off, centroid, RMS; mean and SD over frames)",
+            "target_rule": f"{conv.dime_target}(target_ratio * majority class count)",
+            "k": opts.neighbours,
+            "neighbours": "the k - 1 nearest other clips (k counts the clip itself); same "
+            "split and same dominant label",
+            "features": _FEATURES_TEXT[conv.dime_features],
+            "dominant": conv.dime_dominant,
+            "source": conv.dime_source,
             "alpha": "U(0, 1) per augmented clip",
             "seed": opts.seed,
             "reference": opts.reference,
+            **_librosa_version(conv),
         },
         counts={
             "before": before,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,19 @@ import soundfile as sf
 from click.testing import CliRunner
 
 from ambiscope.core.audio import load_audio, write_wav
+from ambiscope.core.conventions import preset
 from ambiscope.core.export._common import ExportError
 from ambiscope.core.reference.human import load_human
 from ambiscope.core.synthetic.augment.dime import (
     DimeOptions,
+    class_neighbours,
     class_targets,
     dime_augment,
+    dominant_labels,
     is_held_out,
     mix_audio,
     mix_distribution,
+    plan_mixes,
 )
 from ambiscope.db import ClipIn, VoteIn, Workspace
 from ambiscope.tui.cli.main import main as cli
@@ -68,7 +73,7 @@ def toy_db(tmp_path: Path) -> Path:
 
 
 def run_dime(db: Path, out: Path, **kw: Any) -> tuple[list[dict[str, Any]], Any]:
-    opts = DimeOptions(**{"target_ratio": 0.5, "k": 2, "seed": 4, **kw})
+    opts = DimeOptions(**{"target_ratio": 0.5, "k": 3, "seed": 4, **kw})  # 2 real neighbours
     with Workspace.open(db) as ws:
         result = dime_augment(ws, "toy", out, opts)
     records = [json.loads(line) for line in (out / "metadata.jsonl").read_text().splitlines()]
@@ -193,3 +198,95 @@ def test_cli_refuses_test_split_and_runs(toy_db: Path, tmp_path: Path) -> None:
     )
     assert out.exit_code == 0, out.output
     assert "5 augmented" in out.output and "happy" in out.output
+
+
+# ------------------------------------------------------------------------ conventions
+
+
+def test_floor_and_ceil_targets() -> None:
+    counts = np.array([10, 3, 2, 1])
+    target, need = class_targets(counts, 0.35, "ceil")  # 3.5 -> 4
+    assert target == 4 and need.tolist() == [0, 1, 2, 3]
+    target, need = class_targets(counts, 0.35, "floor")  # 3.5 -> 3, the official int()
+    assert target == 3 and need.tolist() == [0, 0, 1, 2]
+    # the official truncation keeps float artefacts: 100 * 0.29 = 28.999999999999996
+    assert class_targets(np.array([100, 1]), 0.29, "floor")[0] == 28
+    assert class_targets(np.array([100, 1]), 0.29, "ceil")[0] == 29
+
+
+def test_argmax_versus_primary_majority() -> None:
+    dists = np.array([[0.4, 0.6, 0.0], [0.5, 0.5, 0.0], [0.2, 0.3, 0.5]])
+    majority = np.array([0, 1, 1])  # e.g. primary votes disagreeing with the weighted dist
+    assert dominant_labels(dists, majority, "argmax").tolist() == [1, 0, 2]  # ties: first
+    assert dominant_labels(dists, majority, "primary-majority").tolist() == [0, 1, 1]
+
+
+def test_k_counts_the_clip_itself() -> None:
+    X = np.array([[0.0], [1.0], [2.0], [3.0], [4.0], [10.0], [20.0], [0.5], [0.7]])
+    groups = np.array([0, 0, 0, 0, 0, 0, 0, 1, 1])
+    nn = class_neighbours(X, groups, 5, per_class=False)
+    assert nn[0] == [1, 2, 3, 4]  # k = 5: the clip and its 4 nearest, never the other class
+    assert nn[5] == [4, 3, 2, 1]  # 10 is 6, 7, 8, 9 from them and 10 from 20
+    assert nn[7] == [8]  # a class of two: its one other clip
+    official = preset("scaling-ambiguity")
+    assert DimeOptions(conventions=official).neighbours == official.dime_k  # no --k
+    assert DimeOptions(k=4, conventions=official).neighbours == 4  # --k wins
+    with pytest.raises(ExportError, match=r"--k \(dime_k\) must be >= 2"):
+        DimeOptions(k=1)
+
+
+def test_per_class_scaling_changes_the_neighbour() -> None:
+    # class 0: a=(0,0), b=(1,0), c=(0,1), d=(0,1.2); class 1 spreads column 0 by 1000.
+    # Per class: SD(col 0) = 0.433, SD(col 1) = 0.555, so a-c (1.80) < a-b (2.31): c.
+    # Pooled: SD(col 0) ~ 470 makes a-b ~ 0.002: b.
+    X = np.array([[0, 0], [1, 0], [0, 1], [0, 1.2], [0, 0], [1000, 0]], dtype=float)
+    groups = np.array([0, 0, 0, 0, 1, 1])
+    assert class_neighbours(X, groups, 2, per_class=True)[0] == [2]
+    assert class_neighbours(X, groups, 2, per_class=False)[0] == [1]
+
+
+def test_random_source_is_seeded_and_with_replacement() -> None:
+    labels = np.array([0, 0, 0, 1, 1])
+    need = np.array([6, 0])
+    neighbours = [[1, 2], [0, 2], [0, 1], [], []]
+
+    def firsts(seed: int, source: str) -> list[int]:
+        mixes = plan_mixes(labels, need, neighbours, np.random.default_rng(seed), source)
+        assert len(mixes) == 6 and all(m.second in neighbours[m.first] for m in mixes)
+        return [m.first for m in mixes]
+
+    assert firsts(3, "random") == firsts(3, "random")
+    assert all(sorted(Counter(firsts(s, "cyclic")).values()) == [2, 2, 2] for s in range(10))
+    uneven = [s for s in range(10) if sorted(Counter(firsts(s, "random")).values()) != [2, 2, 2]]
+    assert uneven  # drawn with replacement: some seed uses a clip more often than another
+
+
+def test_cli_preset_scaling_ambiguity(toy_db: Path, tmp_path: Path) -> None:
+    pytest.importorskip("librosa")
+    runner = CliRunner()
+    base = ["--db", str(toy_db), "augment", "dime", "-d", "toy", "--target-ratio", "0.45"]
+    out = runner.invoke(cli, [*base, "--preset", "scaling-ambiguity", str(tmp_path / "sa")])
+    assert out.exit_code == 0, out.output
+    # floor(0.45 x 10) = 4: happy 3 -> 4, sad 2 -> 4 (angry has a single clip)
+    assert "3 augmented" in out.output and "target per class 4" in out.output
+    prov = json.loads((tmp_path / "sa" / "provenance.json").read_text())
+    options = prov["options"]
+    assert prov["conventions"]["preset"] == "scaling-ambiguity"
+    assert prov["conventions"]["dime_features"] == "librosa-lexical"
+    assert options["k"] == prov["conventions"]["dime_k"] == 3
+    assert options["target_rule"].startswith("floor")
+    assert "72 librosa" in options["features"] and options["librosa"]
+    # the default preset rounds up: ceil(4.5) = 5, so 2 + 3 clips
+    out = runner.invoke(cli, [*base, str(tmp_path / "amb")])
+    assert out.exit_code == 0 and "5 augmented" in out.output, out.output
+    prov = json.loads((tmp_path / "amb" / "provenance.json").read_text())
+    assert prov["conventions"]["preset"] == "ambiscope"
+    out = runner.invoke(cli, [*base, "--set", "dime_target=round", str(tmp_path / "bad")])
+    assert out.exit_code != 0 and "dime_target" in out.output
+
+
+def test_librosa_features_without_librosa_fail_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "librosa", None)  # `import librosa` raises ImportError
+    with pytest.raises(ValueError, match=r"needs librosa: pip install 'ambiscope\[librosa\]'"):
+        DimeOptions(conventions=preset("scaling-ambiguity"))
+    assert DimeOptions().neighbours == 4  # the default features never need it

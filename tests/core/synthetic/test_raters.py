@@ -283,7 +283,8 @@ def test_cli_enqueue_and_errors(demo_db: Path) -> None:
     base = ["--db", str(demo_db), "annotate-synthetic", "-d", "demo", "-m", "some/model"]
     out = runner.invoke(main, [*base, "--raters", "5", "--enqueue", "--limit", "3"])
     assert out.exit_code == 0, out.output
-    assert "queued job 1: 5 synthetic raters (some/model) on 3 clips of demo" in out.output
+    queued = "queued job 1: 5 synthetic raters (some/model, ambiscope) on 3 clips of demo"
+    assert queued in out.output
     out = runner.invoke(main, [*base, "--bands", "0.9-0.1", "--enqueue"])
     assert out.exit_code == 1 and "--bands" in out.output
     out = runner.invoke(main, [*base, "--personas", "nope", "--enqueue"])
