@@ -26,7 +26,8 @@ Presets:
   order on ties), sklearn's R², ECE bins ``min(int(conf * 10), 9)``, single-rater items as
   perfect agreement, one vote per listed label, raters with persona and temperature band
   locked together and seeded per rater, 4-class projections for IEMOCAP and MSP-Podcast,
-  and DiME-Aug with k = 5 neighbours over librosa + lexical features.
+  and DiME-Aug with k = 3 neighbours (the clip and two others, as its train.py calls it)
+  over librosa + lexical features.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class Conventions:
     saturation: str = "nested-fit"  # nested-fit / sampled-grid (k raters sampled per k)
     saturation_repeats: int = 5
     # ---- DiME-Aug
-    dime_k: int = 3  # neighbours, the clip itself included
+    dime_k: int = 4  # neighbours, the clip itself included (4: three other clips)
     dime_features: str = "ambiscope"  # ambiscope (audio) / librosa-lexical (72 + 10)
     dime_target: str = "ceil"  # ceil / floor of max class size x ratio
     dime_source: str = "cyclic"  # cyclic / random (with replacement)
@@ -214,7 +215,7 @@ register_preset(
         rater_transcript=True,
         rater_parse="exact-then-substring",
         saturation="sampled-grid",
-        dime_k=5,
+        dime_k=3,  # train.py: DiME(k_neighbors=3), the clip itself first: two others
         dime_features="librosa-lexical",
         dime_target="floor",
         dime_source="random",

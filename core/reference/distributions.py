@@ -87,7 +87,9 @@ class DistributionOptions:
             ``Frustration; Anger``: rank 0, 1, ... of one annotator). ``primary``: rank 0
             counts, later ranks by ``secondary_weight``; ``split``: every listed label counts
             ``1/len(list)`` of the rater's weight (a rater is one voice however many labels
-            they list; labels projected out of the set keep their share, which is lost);
+            they list; a listed label stored outside the set, ``label_idx == -1``, keeps its
+            share, which is lost; an import projection does not store such labels, so the
+            list is then the rater's in-set labels);
             ``each``: every listed label counts fully (the official code of Zhang et al.).
             Needs the annotator of each vote (`vote_counts`' ``annotator``).
     """

@@ -172,6 +172,7 @@ class _Tally:
     majority: np.ndarray
     tie: np.ndarray
     raters: np.ndarray
+    n_votes: np.ndarray  # votes that count (primary ones, or every listed label's share)
 
 
 def _tally(ws: Workspace, ds: Dataset, opts: HumanOptions) -> _Tally:
@@ -188,9 +189,13 @@ def _tally(ws: Workspace, ds: Dataset, opts: HumanOptions) -> _Tally:
         method=opts.ambiguity_method,
         thresholds=opts.thresholds,  # type: ignore[arg-type]
     )
-    majority, tie = majority_labels(primary)
+    # with label lists counted (split/each), a clip's votes and majority are the counted
+    # ones: a clip whose evaluators only listed an in-set label second is not vote-less
+    basis = primary if opts.distribution.multi_label == "primary" else counts
+    majority, tie = majority_labels(basis)
     raters = _raters_per_clip(clip_idx, votes.annotator_id, len(clip_ids))
-    return _Tally(clip_ids, primary, dist, valid, nent, levels, majority, tie, raters)
+    n_votes = basis.sum(axis=1)
+    return _Tally(clip_ids, primary, dist, valid, nent, levels, majority, tie, raters, n_votes)
 
 
 def compute_human(
@@ -206,7 +211,7 @@ def compute_human(
         clip_ids=t.clip_ids,
         dist=t.dist,
         valid=t.valid,
-        n_votes=t.primary.sum(axis=1),
+        n_votes=t.n_votes,
         entropy=np.where(t.valid, entropy_bits(np.nan_to_num(t.dist)), np.nan),
         norm_entropy=np.where(t.valid, t.norm_entropy, np.nan),
         ambiguity=names[np.where(codes >= 0, codes, len(AMBIGUITY_LEVELS))],
@@ -232,7 +237,7 @@ def refresh_human(
         (
             int(t.clip_ids[i]),
             blobs[i],
-            float(t.primary[i].sum()),
+            float(t.n_votes[i]),
             int(t.raters[i]),
             names[t.majority[i]] if t.majority[i] >= 0 else None,
             int(t.tie[i]),

@@ -153,6 +153,12 @@ def set_pairs(_ctx: click.Context, _param: click.Parameter, value: Any) -> dict[
         if not sep or not name.strip():
             raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", param_hint="--set")
         pairs[name.strip()] = text
+    from ambiscope.core.conventions import Conventions
+
+    try:  # names and values are checked now (a usage error), whichever preset applies
+        Conventions().with_overrides(pairs)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--set") from None
     return pairs
 
 

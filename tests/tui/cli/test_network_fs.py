@@ -35,9 +35,12 @@ def nfs_db(tmp_path: Path) -> tuple[Path, dict[str, str | None]]:
     return db, {MOUNTINFO_ENV: str(table), ALLOW_ENV: None}
 
 
-def test_stats_on_nfs_is_refused_in_one_line(nfs_db: tuple[Path, dict[str, str | None]]) -> None:
+WRITE = ("config", "preset", "ambiscope")  # a command that writes the workspace
+
+
+def test_writing_on_nfs_is_refused_in_one_line(nfs_db: tuple[Path, dict[str, str | None]]) -> None:
     db, env = nfs_db
-    result = CliRunner(env=env).invoke(main, ["--db", str(db), "stats"])
+    result = CliRunner(env=env).invoke(main, ["--db", str(db), *WRITE])
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()
     assert "network file system (nfs4" in line
@@ -47,9 +50,9 @@ def test_stats_on_nfs_is_refused_in_one_line(nfs_db: tuple[Path, dict[str, str |
 @pytest.mark.parametrize(
     "args",
     [
-        ["--allow-network-fs", "--db", "{db}", "stats"],
-        ["--db", "{db}", "stats", "--allow-network-fs"],
-        ["stats", "--db", "{db}", "--allow-network-fs"],
+        ["--allow-network-fs", "--db", "{db}", *WRITE],
+        ["--db", "{db}", *WRITE, "--allow-network-fs"],
+        [*WRITE, "--db", "{db}", "--allow-network-fs"],
     ],
     ids=["before", "after", "after-both"],
 )
@@ -59,12 +62,20 @@ def test_allow_network_fs_before_or_after_the_command(
     db, env = nfs_db
     result = CliRunner(env=env).invoke(main, [a.format(db=db) for a in args])
     assert result.exit_code == 0, result.output
+    assert "default conventions: ambiscope" in result.output
+
+
+def test_reading_on_nfs_is_allowed(nfs_db: tuple[Path, dict[str, str | None]]) -> None:
+    """`stats` only reads (it computes under the conventions in memory)."""
+    db, env = nfs_db
+    result = CliRunner(env=env).invoke(main, ["--db", str(db), "stats"])
+    assert result.exit_code == 0, result.output
     assert "no datasets yet" in result.output
 
 
 def test_environment_variable_allows(nfs_db: tuple[Path, dict[str, str | None]]) -> None:
     db, env = nfs_db
-    result = CliRunner(env={**env, ALLOW_ENV: "1"}).invoke(main, ["--db", str(db), "stats"])
+    result = CliRunner(env={**env, ALLOW_ENV: "1"}).invoke(main, ["--db", str(db), *WRITE])
     assert result.exit_code == 0, result.output
 
 
@@ -89,7 +100,7 @@ def test_real_processes_cli_and_worker(nfs_db: tuple[Path, dict[str, str | None]
             [sys.executable, "-m", *argv], capture_output=True, text=True, env=environ, check=False
         )
 
-    cli = run("ambiscope.tui.cli.main", "--db", str(db), "stats")
+    cli = run("ambiscope.tui.cli.main", "--db", str(db), *WRITE)
     assert cli.returncode == 1
     assert cli.stderr.count("\n") == 1 and "network file system" in cli.stderr
     worker = ("ambiscope.core.jobs", "--db", str(db), "--once")
