@@ -846,16 +846,20 @@ class Workspace:
         """Every tag used in the workspace (for completion)."""
         return [r[0] for r in self.conn.execute("SELECT DISTINCT name FROM tags ORDER BY name")]
 
-    def bulk_set(self, table: str, clip_ids: Sequence[int], name: str, on: bool) -> int:
-        """Apply or clear a flag/tag on many clips in one transaction; returns rows changed."""
+    def bulk_set(
+        self, table: str, clip_ids: Sequence[int], name: str, on: bool, *, author: str = ""
+    ) -> int:
+        """Apply or clear a flag/tag on many clips in one transaction; returns rows changed.
+
+        New rows carry `author`, as `set_flag` / `set_tag` do for one clip."""
         if table not in ("flags", "tags"):
             raise ValueError(f"bulk_set works on flags or tags, not {table!r}")
         with self.transaction():
             before = self.conn.total_changes
             if on:
                 self.conn.executemany(
-                    f"INSERT OR IGNORE INTO {table} (clip_id, name) VALUES (?, ?)",
-                    ((cid, name) for cid in clip_ids),
+                    f"INSERT OR IGNORE INTO {table} (clip_id, name, author) VALUES (?, ?, ?)",
+                    ((cid, name, author) for cid in clip_ids),
                 )
             else:
                 self.conn.executemany(

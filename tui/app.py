@@ -18,12 +18,13 @@ from textual.screen import Screen
 
 from ambiscope.core.text import one_line
 from ambiscope.tui import data
-from ambiscope.tui.keys import KEYS, KeySpec, bindings
-from ambiscope.tui.messages import JobsChanged, JobsPolled, TaskFailed
+from ambiscope.tui.keys import KEYS, KeySpec, bindings, spec_for
+from ambiscope.tui.messages import JobsChanged, JobsPolled
 from ambiscope.tui.screens.browser import BrowserScreen
 from ambiscope.tui.screens.help import HelpScreen
 from ambiscope.tui.screens.jobs import JobsScreen
 from ambiscope.tui.screens.metrics import MetricsScreen
+from ambiscope.tui.screens.modals import ConfirmModal
 from ambiscope.tui.settings import save_settings
 from ambiscope.tui.workspace_app import WorkspaceApp
 
@@ -95,10 +96,14 @@ class AmbiscopeApp(WorkspaceApp):
         self.notify(f"{now}; recomputing…")
         self.refresh_human(self.settings.include_own_votes)
 
-    def action_toggle_own_votes(self) -> None:
-        self.settings.include_own_votes = not self.settings.include_own_votes
+    def persist_settings(self) -> None:
+        """Save the settings file (unless this app runs with settings given by a test)."""
         if self._save_settings:
             save_settings(self.settings)
+
+    def action_toggle_own_votes(self) -> None:
+        self.settings.include_own_votes = not self.settings.include_own_votes
+        self.persist_settings()
         state = "counted in" if self.settings.include_own_votes else "left out of"
         self.notify(f"your own votes are {state} the human distribution; recomputing…")
         self.refresh_human(self.settings.include_own_votes)
@@ -108,7 +113,12 @@ class AmbiscopeApp(WorkspaceApp):
         try:
             changed = data.refresh_human_cache(self.access, include_own)
         except Exception as exc:
-            self.post_message(TaskFailed("human distributions", one_line(exc)))
+            self.call_from_thread(
+                self.notify,
+                f"human distributions not recomputed: {one_line(exc)}",
+                severity="error",
+                timeout=8,
+            )
             return
         self.call_from_thread(self._human_refreshed, changed)
 
@@ -121,32 +131,52 @@ class AmbiscopeApp(WorkspaceApp):
             browser.run_query(keep_position=True)
             browser.reload_detail()
 
-    @on(TaskFailed)
-    def _task_failed(self, message: TaskFailed) -> None:
-        self.notify(f"{message.what}: {message.message}", severity="error", timeout=8)
+    def action_confirm_action(self, scope: str, action: str) -> None:
+        """A destructive key (KeySpec.confirm): ask, then run it on the active screen."""
+        self._confirm_then_run(spec_for(scope, action), self.screen)
+
+    def _confirm_then_run(self, spec: KeySpec, screen: Screen[Any]) -> None:
+        """Run `spec`'s action on `screen` once the researcher has said yes (the screen is
+        the one the key or palette was used on, not the dialog that covers it)."""
+        name = spec.title.capitalize()
+
+        def answered(ok: bool | None) -> None:
+            if ok:
+                self.call_later(self.run_action, spec.action, screen)
+
+        self.push_screen(ConfirmModal(f"{name}?", spec.confirm, ok=name), answered)
 
     # ------------------------------------------------------------------ palette
+    SCREEN_SCOPES: ClassVar[dict[type[Screen[Any]], str]] = {
+        BrowserScreen: "browser",
+        JobsScreen: "jobs",
+        MetricsScreen: "metrics",
+    }
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """The palette offers the app's actions and those of the screen it was opened on
+        (the jobs screen's `x cancel` is not offered in the browser, where x exports)."""
         yield from super().get_system_commands(screen)
+        scope = self.SCREEN_SCOPES.get(type(screen))
         for spec in KEYS:
-            if spec.palette and spec.action != "noop":
+            if spec.palette and spec.action != "noop" and spec.scope in ("app", scope):
                 yield SystemCommand(
                     f"{spec.title.capitalize()} ({spec.display})",
                     f"{spec.group}: {spec.help}",
-                    self._palette_callback(spec),
+                    self._palette_callback(spec, screen),
                 )
-        yield SystemCommand(
-            "Browser", "Back to the clip browser", lambda: self.switch_mode("browser")
-        )
+        if scope != "browser":
+            yield SystemCommand(
+                "Browser", "Back to the clip browser", lambda: self.switch_mode("browser")
+            )
 
-    def _palette_callback(self, spec: KeySpec) -> Any:
+    def _palette_callback(self, spec: KeySpec, screen: Screen) -> Any:
         async def run() -> None:
             if spec.scope == "app":
                 await self.run_action(spec.action.removeprefix("app."))
-                return
-            target_mode = {"browser": "browser", "jobs": "jobs", "metrics": "metrics"}[spec.scope]
-            if self.current_mode != target_mode:
-                await self.switch_mode(target_mode)
-            await self.run_action(spec.action, self.screen)
+            elif spec.confirm:
+                self._confirm_then_run(spec, screen)
+            else:
+                await self.run_action(spec.action, screen)
 
         return run

@@ -313,7 +313,7 @@ def apply_edit(
             return EditResult(edit, inverse, 1, human_refreshed=refreshed)
         if edit.kind in ("bulk_flag", "bulk_tag"):
             table = "flags" if edit.kind == "bulk_flag" else "tags"
-            changed = ws.bulk_set(table, list(edit.clip_ids), edit.name, edit.on)
+            changed = ws.bulk_set(table, list(edit.clip_ids), edit.name, edit.on, author=user)
             inverse = replace(
                 edit,
                 on=not edit.on,
@@ -345,6 +345,20 @@ def votes_summary(votes: Sequence[VoteRow]) -> dict[str, list[VoteRow]]:
     for v in votes:
         grouped.setdefault(v.kind, []).append(v)
     return {k: v for k, v in grouped.items() if v}
+
+
+def vote_counts(votes: Sequence[VoteRow]) -> list[tuple[str, float]]:
+    """Primary votes per label, summed by weight, most first (ties by name).
+
+    A corpus that stores an anonymous crowd as one weighted row per label (CREMA-D: one
+    `crowd-voice` annotator, `angry` weighing 6) and one that stores a row per rater both
+    come out as `angry 6 · disgust 2 · neutral 1`; secondary labels (rank > 0) do not count.
+    """
+    totals: dict[str, float] = {}
+    for v in votes:
+        if v.rank == 0:
+            totals[v.label] = totals.get(v.label, 0.0) + v.weight
+    return sorted(totals.items(), key=lambda item: (-item[1], item[0]))
 
 
 # ------------------------------------------------------------------------------ metrics

@@ -22,6 +22,7 @@ class KeySpec:
     scope: str = "browser"  # browser | app | jobs | metrics
     footer: bool = False
     palette: bool = True
+    confirm: str = ""  # a destructive action: the question asked before it runs
 
     @property
     def display(self) -> str:
@@ -39,7 +40,11 @@ class KeySpec:
         return " ".join(names.get(k, k) for k in self.keys.split(","))
 
     def binding(self) -> Binding:
-        return Binding(self.keys, self.action, self.title, show=self.footer)
+        """The key's binding; a destructive action runs through the app's confirmation."""
+        action = self.action
+        if self.confirm:
+            action = f"app.confirm_action({self.scope!r}, {self.action!r})"
+        return Binding(self.keys, action, self.title, show=self.footer)
 
 
 KEYS: tuple[KeySpec, ...] = (
@@ -51,6 +56,23 @@ KEYS: tuple[KeySpec, ...] = (
     KeySpec("enter,z", "toggle_detail", "detail", "full-screen detail pane (toggle)", "Browse"),
     KeySpec(
         "tab", "focus_next", "focus", "move focus table / detail / filter", "Browse", palette=False
+    ),
+    KeySpec(
+        "shift+tab", "focus_previous", "focus back", "move focus backwards", "Browse", palette=False
+    ),
+    KeySpec(
+        "ctrl+d",
+        "scroll_detail(1)",
+        "detail down",
+        "page the detail pane down, whichever pane has focus",
+        "Browse",
+    ),
+    KeySpec(
+        "ctrl+u",
+        "scroll_detail(-1)",
+        "detail up",
+        "page the detail pane up, whichever pane has focus",
+        "Browse",
     ),
     KeySpec("s", "next_sort", "sort", "sort by the next column (or click a header)", "Browse"),
     KeySpec("S", "reverse_sort", "reverse", "reverse the sort direction", "Browse"),
@@ -126,6 +148,13 @@ KEYS: tuple[KeySpec, ...] = (
     ),
     KeySpec("0", "vote(0)", "clear vote", "remove your own vote", "Audit"),
     KeySpec(
+        "V",
+        "toggle_advance",
+        "advance after vote",
+        "move to the next clip after each vote 1-9 (toggle)",
+        "Audit",
+    ),
+    KeySpec(
         "u",
         "undo",
         "undo",
@@ -141,7 +170,6 @@ KEYS: tuple[KeySpec, ...] = (
         "re-sample",
         "queue a sampling job for this clip / flagged / filter",
         "Models",
-        footer=True,
     ),
     KeySpec("e", "export", "export", "export the filter as a subset, or metric tables", "Models"),
     # --- app
@@ -202,6 +230,7 @@ KEYS: tuple[KeySpec, ...] = (
         "Jobs screen",
         scope="jobs",
         footer=True,
+        confirm="Cancel the highlighted job? r on this screen queues it again.",
     ),
     KeySpec(
         "r",
@@ -242,6 +271,14 @@ KEYS: tuple[KeySpec, ...] = (
         footer=True,
     ),
     KeySpec(
+        "c",
+        "choose_columns",
+        "columns",
+        "choose the metric columns shown",
+        "Metrics screen",
+        scope="metrics",
+    ),
+    KeySpec(
         "h",
         "cycle_reference",
         "reference",
@@ -260,6 +297,14 @@ KEYS: tuple[KeySpec, ...] = (
         palette=False,
     ),
 )
+
+
+def spec_for(scope: str, action: str) -> KeySpec:
+    """The key of `action` on the `scope` screen (KeyError when there is none)."""
+    for spec in KEYS:
+        if spec.scope == scope and spec.action == action:
+            return spec
+    raise KeyError(f"no key for {action!r} on the {scope} screen")
 
 
 def bindings(scope: str) -> list[BindingType]:

@@ -22,8 +22,10 @@ machine usually has no sound card, so there are three ways to hear a clip:
 
 2. **Use the browser**: run `ambiscope serve` on the server (bound to 127.0.0.1:8000),
    forward the port with `ssh -L 8000:localhost:8000 user@server`, open
-   http://localhost:8000 on the laptop; there `space` sends the clip's audio to the
-   browser, which plays it.
+   http://localhost:8000 on the laptop; there `space` plays the clip in that page (and
+   stops it), the workbench keeping the keyboard. The app only asks the page to open
+   `play_url(clip id)`; the server's route and the page's player are in
+   ambiscope.tui.web_audio.
 
 3. **Export the clip**: `x` writes the clip as a WAV file to a path you choose; copy it
    with `scp` and play it locally.
@@ -36,17 +38,52 @@ become a one-line reason that the app shows once with the alternatives above.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
+import os
 import threading
 from typing import Any
 
 import numpy as np
 
 NO_DEVICE_HELP = (
-    "No audio output device here ({reason}). Alternatives: forward PulseAudio over SSH "
+    "No audio output device here{reason}. Alternatives: forward PulseAudio over SSH "
     "(ssh -R 24713:localhost:4713, then export PULSE_SERVER=tcp:localhost:24713; see "
     "README), run `ambiscope serve` and listen in the browser, or press x to export the "
     "clip as WAV."
 )
+
+
+def no_device_help(reason: str) -> str:
+    """`NO_DEVICE_HELP` in plain words: a missing sound library is worth naming (it can be
+    installed); PortAudio's own device errors ("Error querying device -1") are not."""
+    missing = "library" in reason.lower() or "sounddevice" in reason.lower()
+    return NO_DEVICE_HELP.format(reason=f" (missing: {reason})" if missing else "")
+
+
+AUDIO_KEY_ENV = "AMBISCOPE_AUDIO_KEY"
+"""The key (hex) that `ambiscope serve` hands the app processes it starts, for tokens."""
+
+AUDIO_PREFIX = "/audio/"
+"""Path of the server's audio route; the page plays URLs under it in place."""
+
+
+def audio_token(key: bytes, clip_id: int) -> str:
+    """The token that lets the page fetch `clip_id`'s audio while this server runs."""
+    return hmac.new(key, str(clip_id).encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def play_url(clip_id: int) -> str | None:
+    """The URL that plays `clip_id` in the `ambiscope serve` page; None outside it.
+
+    The key comes from the server that launched this app process, so a page served by
+    another server (plain `textual serve`) gets None rather than a URL that 404s.
+    """
+    try:
+        key = bytes.fromhex(os.environ.get(AUDIO_KEY_ENV, ""))
+    except ValueError:  # a malformed key set by hand
+        return None
+    return f"{AUDIO_PREFIX}{clip_id}/{audio_token(key, clip_id)}" if key else None
 
 
 def _import_sounddevice() -> tuple[Any | None, str | None]:

@@ -46,6 +46,7 @@ class Settings:
     )
     user: str = field(default_factory=default_user)
     include_own_votes: bool = False  # count own votes in the human distribution
+    advance_after_vote: bool = False  # a vote 1-9 moves the cursor to the next clip (V)
     js_threshold: float = 0.3  # the `>` quick filter
     theme: str = "textual-dark"
     page_size: int = 100
@@ -75,6 +76,7 @@ class Settings:
         settings.flag_names = names or ["ambiguous"]
         settings.page_size = max(20, min(int(settings.page_size), 1000))
         settings.allow_remote_code = settings.allow_remote_code is True
+        settings.advance_after_vote = settings.advance_after_vote is True
         settings.allow_endpoints = _strings(settings.allow_endpoints, "allow_endpoints")
         settings.allow_key_envs = _strings(settings.allow_key_envs, "allow_key_envs")
         settings.allow_dirs = _strings(settings.allow_dirs, "allow_dirs")

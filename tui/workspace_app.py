@@ -151,17 +151,5 @@ class WorkspaceApp(App[None]):
             ):
                 changed.append(job)
             self._job_status[job.id] = now
-        active = [r for r in snapshot.rows if r.job.status in ACTIVE]
-        stale = [r for r in snapshot.rows if r.stale]
-        summary = ""
-        if active:
-            running = [r.job for r in active if r.job.status == "running"]
-            done = sum(j.progress_done for j in running)
-            total = sum(j.progress_total for j in running)
-            summary = f"jobs {len(active)} active"
-            if total:
-                summary += f" {done}/{total}"
-        if stale:
-            summary += f" · {len(stale)} stale"
-        self.jobs_summary = summary
+        self.jobs_summary = jobs_bridge.summary(snapshot)
         return changed

@@ -24,23 +24,30 @@ values with spaces are quoted (`tag:"needs review"`).
 A filter holds at most `MAX_FILTER_CHARS` characters and `MAX_FILTER_TERMS` terms (far
 above real use, far below SQLite's own limits); longer ones are refused with one line.
 
+A typo must not quietly become a text search or an empty result: `js>abc` and `entropy>`
+are refused (the field takes a number), an unknown field gets a "did you mean", and given
+the values present in the workspace (`known`), `split:tset` or `gender:X` are refused with
+the valid values listed. Bare words stay text search.
+
 Filters compile to SQL over `clips c LEFT JOIN human_dist h` (and `predictions p` for the
 selected run/strategy), so sorting and filtering stay in SQLite, on indexes, at 150k clips.
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 import shlex
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from ambiscope.core.labels import LabelError, to_canonical
 
-_COMPARE = re.compile(r"^(js|bc|entropy|votes)(>=|<=|>|<|=)(-?[0-9]*\.?[0-9]+)$")
+_NUMBER = re.compile(r"-?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:e[-+]?[0-9]+)?")
+_COMPARISON = re.compile(r"^([a-z_][a-z0-9_]*)(>=|<=|>|<|=)(.*)$")
 _FIELDS = {
     "dataset": "d.name = ?",
     "split": "c.split = ?",
@@ -48,6 +55,21 @@ _FIELDS = {
     "gender": "upper(c.gender) = upper(?)",
 }
 _NUMERIC = {"js": "p.js", "bc": "p.bc", "entropy": "h.norm_entropy", "votes": "h.n_votes"}
+_EXAMPLE = {"js": "0.3", "bc": "0.5", "entropy": "0.5", "votes": "5"}
+FIELD_NAMES = (*_FIELDS, "label", "intended", "ambiguity", "flag", "tag", "key", *_NUMERIC)
+"""Every `field:` (or `field>`) name, for "did you mean" and the list of fields."""
+
+KnownValues = Callable[[str], Sequence[str]]
+"""The values of a field present in the workspace, for `CHECKED_FIELDS`."""
+CHECKED_FIELDS = {
+    "dataset": ("dataset", "datasets"),
+    "split": ("split", "splits"),
+    "gender": ("gender", "genders"),
+    "label": ("majority label", "majority labels"),
+    "intended": ("intended label", "intended labels"),
+}
+"""Fields whose value is checked against `KnownValues`: (singular, plural) for messages."""
+_LISTED = 12  # values listed in a message before "..."
 
 MAX_FILTER_CHARS = 4000
 """Longest filter accepted; real filters are under 200 characters. Keeps every LIKE pattern
@@ -70,6 +92,9 @@ class Filter:
     params: tuple[Any, ...]
     needs_prediction: bool
     needs_run: bool
+    negates_checked: bool = False
+    """A `CHECKED_FIELDS` term is negated (`-split:tset`): clips selected do not show
+    that its value exists."""
 
     def is_empty(self) -> bool:
         return not self.text.strip()
@@ -77,28 +102,133 @@ class Filter:
 
 @dataclass
 class _Builder:
+    known: KnownValues | None = None
     conditions: list[str] = field(default_factory=list)
     params: list[Any] = field(default_factory=list)
     needs_prediction: bool = False
     needs_run: bool = False
+    negates_checked: bool = False
 
     def add(self, sql: str, *params: Any, negate: bool = False) -> None:
         self.conditions.append(f"NOT ({sql})" if negate else f"({sql})")
         self.params.extend(params)
 
 
-def _label(term: str, value: str) -> str:
+def _listing(values: Sequence[str]) -> str:
+    shown = ", ".join(values[:_LISTED])
+    return shown + (f", ... ({len(values)} in all)" if len(values) > _LISTED else "")
+
+
+def _closest(value: str, choices: Sequence[str]) -> str | None:
+    """The choice `value` most likely misspells (case aside), for "did you mean"."""
+    by_lower = {c.lower(): c for c in choices}
+    close = difflib.get_close_matches(value.lower(), list(by_lower), n=1)
+    return by_lower[close[0]] if close else None
+
+
+def _absent(
+    raw: str, name: str, value: str, present: Sequence[str], problem: str = ""
+) -> FilterError:
+    """`value` is not among the field's values in the workspace: say which are."""
+    singular, plural = CHECKED_FIELDS[name]
+    if not present:
+        return FilterError(f"{raw}: {problem or f'no clip has any {singular}'}")
+    problem = problem or f"no clip has {singular} {value!r}"
+    close = _closest(value, present)
+    hint = f"; did you mean {close}?" if close else ""
+    return FilterError(f"{raw}: {problem}{hint} ({plural}: {_listing(present)})")
+
+
+def _check_present(raw: str, name: str, value: str, b: _Builder) -> None:
+    if b.known is None:
+        return
+    present = b.known(name)
+    same = str.upper if name == "gender" else str  # gender compares case-blind in SQL
+    if same(value) not in {same(v) for v in present}:
+        raise _absent(raw, name, value, present)
+
+
+def _label(raw: str, name: str, value: str, b: _Builder) -> str:
+    """The canonical label of a `label:`/`intended:` value, checked against the workspace."""
     try:
         label = to_canonical(value)
     except LabelError:
-        raise FilterError(f"{term}: unknown emotion label {value!r}") from None
+        problem = f"unknown emotion label {value!r}"
+        if b.known is not None:
+            raise _absent(raw, name, value, b.known(name), problem) from None
+        raise FilterError(f"{raw}: {problem}") from None
     if label is None:
-        raise FilterError(f"{term}: {value!r} is not an emotion label")
+        raise FilterError(f"{raw}: {value!r} is not an emotion label")
+    _check_present(raw, name, label, b)
     return label
+
+
+def _unknown_field(raw: str, name: str) -> FilterError:
+    close = _closest(name, FIELD_NAMES)
+    hint = f"did you mean {close}?" if close else f"fields: {', '.join(FIELD_NAMES)}"
+    return FilterError(f"{raw}: unknown filter field {name!r}; {hint}")
 
 
 def _exists(table: str) -> str:
     return f"EXISTS (SELECT 1 FROM {table} x WHERE x.clip_id = c.id AND x.name = ?)"
+
+
+def _compile_comparison(raw: str, term: str, b: _Builder, negate: bool) -> bool:
+    """Compile `field>number` (also `<`, `>=`, `<=`, `=`); False when `term` is not one.
+
+    A numeric field with anything but a number after the operator is an error, not text
+    (`js>abc`, `entropy>`); so is `<`/`>` after an unknown name. `word=x` stays text.
+    """
+    match = _COMPARISON.match(term.lower())
+    if match is None:
+        return False
+    name, op, value = match.groups()
+    if name in _NUMERIC:
+        if not _NUMBER.fullmatch(value):
+            got = f", not {value!r}" if value else ""
+            raise FilterError(
+                f"{raw}: {name} takes a number after {op!r}{got} (e.g. {name}{op}{_EXAMPLE[name]})"
+            )
+        if name in ("js", "bc"):
+            b.needs_prediction = True
+        b.add(f"{_NUMERIC[name]} {op} ?", float(value), negate=negate)
+        return True
+    if name in FIELD_NAMES:
+        raise FilterError(f"{raw}: {name} is not a number; write {name}:VALUE")
+    if op == "=":
+        return False
+    raise _unknown_field(raw, name)
+
+
+def _compile_field(raw: str, name: str, value: str, b: _Builder, negate: bool) -> None:
+    """Compile `field:value`."""
+    if not value and name in FIELD_NAMES and name not in _NUMERIC:
+        raise FilterError(f"{raw}: {name} needs a value ({name}:VALUE)")
+    if negate and name in CHECKED_FIELDS:
+        b.negates_checked = True
+    if name in _FIELDS:
+        if name in CHECKED_FIELDS:
+            _check_present(raw, name, value, b)
+        b.add(_FIELDS[name], value, negate=negate)
+    elif name == "label":
+        b.add("h.majority = ?", _label(raw, name, value, b), negate=negate)
+    elif name == "intended":
+        b.add("c.intended_label = ?", _label(raw, name, value, b), negate=negate)
+    elif name == "ambiguity":
+        level = value.lower()
+        if level not in ("low", "medium", "high"):
+            raise FilterError(f"{raw}: ambiguity is low, medium or high")
+        b.add("h.ambiguity = ?", level, negate=negate)
+    elif name in ("flag", "tag"):
+        b.add(_exists(f"{name}s"), value, negate=negate)
+    elif name == "key":
+        b.add("c.key LIKE ? ESCAPE '\\'", f"%{_escape(value)}%", negate=negate)
+    elif name in _NUMERIC:
+        raise FilterError(
+            f"{raw}: {name} takes a comparison with a number (e.g. {name}>{_EXAMPLE[name]})"
+        )
+    else:
+        raise _unknown_field(raw, name)
 
 
 def _compile_term(raw: str, b: _Builder) -> None:
@@ -106,36 +236,17 @@ def _compile_term(raw: str, b: _Builder) -> None:
     term = raw[1:] if negate else raw
     lowered = term.lower()
     name, sep, value = term.partition(":")
-    name = name.lower()
-    if match := _COMPARE.match(lowered):
-        metric, op, number = match.groups()
-        if metric in ("js", "bc"):
-            b.needs_prediction = True
-        b.add(f"{_NUMERIC[metric]} {op} ?", float(number), negate=negate)
-    elif sep and name in _FIELDS:
-        b.add(_FIELDS[name], value, negate=negate)
-    elif sep and name == "label":
-        b.add("h.majority = ?", _label(raw, value), negate=negate)
-    elif sep and name == "intended":
-        b.add("c.intended_label = ?", _label(raw, value), negate=negate)
-    elif sep and name == "ambiguity":
-        level = value.lower()
-        if level not in ("low", "medium", "high"):
-            raise FilterError(f"{raw}: ambiguity is low, medium or high")
-        b.add("h.ambiguity = ?", level, negate=negate)
-    elif sep and name in ("flag", "tag"):
-        b.add(_exists(f"{name}s"), value, negate=negate)
-    elif sep and name == "key":
-        b.add("c.key LIKE ? ESCAPE '\\'", f"%{_escape(value)}%", negate=negate)
-    elif not sep and lowered in _FLAGS_SQL:
+    if sep:
+        _compile_field(raw, name.lower(), value, b, negate)
+    elif _compile_comparison(raw, term, b, negate):
+        return
+    elif lowered in _FLAGS_SQL:
         sql, needs = _FLAGS_SQL[lowered]
         if needs == "prediction":
             b.needs_prediction = True
         elif needs == "run":
             b.needs_run = True
         b.add(sql, negate=negate)
-    elif sep:
-        raise FilterError(f"{raw}: unknown filter field {name!r}")
     else:
         pattern = f"%{_escape(term)}%"
         b.add(
@@ -170,8 +281,11 @@ def _escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def parse_filter(text: str | None) -> Filter:
-    """Compile filter text (see module docstring); FilterError names the bad term."""
+def parse_filter(text: str | None, known: KnownValues | None = None) -> Filter:
+    """Compile filter text (see module docstring); FilterError names the bad term.
+
+    With `known`, the values of `CHECKED_FIELDS` terms must be present in the workspace.
+    """
     text = text or ""
     if len(text) > MAX_FILTER_CHARS:
         raise FilterError(
@@ -185,7 +299,7 @@ def parse_filter(text: str | None) -> Filter:
         raise FilterError(
             f"filter {_shown(text)}: {len(terms)} terms, the limit is {MAX_FILTER_TERMS}"
         )
-    builder = _Builder()
+    builder = _Builder(known)
     for term in terms:
         _compile_term(term, builder)
     where = " AND ".join(builder.conditions) or "1"
@@ -195,6 +309,7 @@ def parse_filter(text: str | None) -> Filter:
         params=tuple(builder.params),
         needs_prediction=builder.needs_prediction,
         needs_run=builder.needs_run,
+        negates_checked=builder.negates_checked,
     )
 
 

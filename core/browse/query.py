@@ -18,11 +18,11 @@ from array import array
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from ambiscope.core.browse.filters import Filter, clip_query, parse_filter
+from ambiscope.core.browse.filters import CHECKED_FIELDS, Filter, clip_query, parse_filter
 from ambiscope.db import codec
 
 # column id -> (header, SQL expression used for sorting)
@@ -101,6 +101,24 @@ class BrowseRow:
 
 def _compiled(query: BrowseQuery) -> Filter:
     return parse_filter(query.filter_text)
+
+
+def check_filter(
+    conn: sqlite3.Connection, query: BrowseQuery, matched: int | None = None
+) -> Filter:
+    """The query's filter with its `split:`, `gender:`, `label:`... values checked against
+    those present (in the query's dataset): a typo is a FilterError listing the valid
+    values instead of an empty table. Only the fields the filter names are read.
+
+    `matched`, the number of clips the filter selects, spares the reads when it is not
+    0 and no checked term is negated: each selected clip has every value named.
+    """
+    flt = parse_filter(query.filter_text)
+    if matched and not flt.negates_checked:
+        return flt
+    return parse_filter(
+        query.filter_text, known=lambda field: known_values(conn, field, query.dataset_id)
+    )
 
 
 def _order(query: BrowseQuery) -> str:
@@ -197,7 +215,7 @@ def matching_ids(conn: sqlite3.Connection, query: BrowseQuery) -> np.ndarray:
         order_by="c.id",  # keeps SQLite from flattening the subquery: the unused LEFT
     )  # JOINs are then left out (~15 ms instead of ~100 ms for every clip)
     key = ("match", query.filter_text, query.dataset_id, query.run_id, query.strategy)
-    return _cached(conn, key, lambda: np.sort(_id_list(conn, sql, params)))
+    return _cached(conn, key, lambda: _frozen(np.sort(_id_list(conn, sql, params))))
 
 
 def _sql_ordered_ids(conn: sqlite3.Connection, query: BrowseQuery) -> np.ndarray:
@@ -250,32 +268,36 @@ _MODEL_SORTS = ("model", "model_entropy", "js")
 _DATASET_COLUMN = {s: "" for s in ("key", "split", "majority", "entropy", "ambiguity")}
 _DATASET_COLUMN["dataset"] = "c."
 
-# Scored and matching ids per connection and query, so a new filter under the same sort
-# (or a new sort of the same filter) reads only what changed. `PRAGMA data_version`
-# changes when another connection (the app's writer, a worker process) commits,
-# `total_changes` when this one writes.
-_Cached = tuple[sqlite3.Connection, tuple[int, int], np.ndarray]  # (conn, version, ids)
+# Scored and matching ids (and the values filters are checked against) per connection
+# and query, so a new filter under the same sort (or a new sort of the same filter) reads
+# only what changed. `PRAGMA data_version` changes when another connection (the app's
+# writer, a worker process) commits, `total_changes` when this one writes.
+_Cached = tuple[sqlite3.Connection, tuple[int, int], Any]  # (conn, version, value)
 _CACHE: OrderedDict[tuple[Any, ...], _Cached] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
-_CACHE_SIZE = 12
+_CACHE_SIZE = 20
+_T = TypeVar("_T")
 
 
-def _cached(
-    conn: sqlite3.Connection, key: tuple[Any, ...], compute: Callable[[], np.ndarray]
-) -> np.ndarray:
+def _cached(conn: sqlite3.Connection, key: tuple[Any, ...], compute: Callable[[], _T]) -> _T:
     version = (conn.execute("PRAGMA data_version").fetchone()[0], conn.total_changes)
     key = (id(conn), *key)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
     if hit is not None and hit[0] is conn and hit[1] == version:
         return hit[2]
-    ids = compute()
-    ids.flags.writeable = False  # shared by later queries
+    value = compute()
     with _CACHE_LOCK:
-        _CACHE[key] = (conn, version, ids)
+        _CACHE[key] = (conn, version, value)
         _CACHE.move_to_end(key)
         while len(_CACHE) > _CACHE_SIZE:
             _CACHE.popitem(last=False)
+    return value
+
+
+def _frozen(ids: np.ndarray) -> np.ndarray:
+    """Read-only, as a cached array is shared by later queries."""
+    ids.flags.writeable = False
     return ids
 
 
@@ -292,7 +314,7 @@ def _scored_ids(conn: sqlite3.Connection, query: BrowseQuery, sort: str) -> np.n
         sql = sql.format(ds=f" AND {_DATASET_COLUMN[sort]}dataset_id = ?" if narrow else "")
         params = [query.dataset_id] if narrow else []
         key += (query.dataset_id,)
-    return _cached(conn, key, lambda: _id_list(conn, sql, params))
+    return _cached(conn, key, lambda: _frozen(_id_list(conn, sql, params)))
 
 
 def _scored_ordered_ids(conn: sqlite3.Connection, query: BrowseQuery) -> np.ndarray:
@@ -457,17 +479,44 @@ def clip_run_status(
     return None if row is None else (row[0], row[1])
 
 
+_DISTINCT_SQL = {
+    "split": "SELECT DISTINCT split FROM clips WHERE split IS NOT NULL{ds} ORDER BY 1",
+    "majority": "SELECT DISTINCT majority FROM human_dist WHERE majority IS NOT NULL{ds} "
+    "ORDER BY 1",
+    # the filter compares genders case-blind
+    "gender": "SELECT DISTINCT upper(gender) FROM clips WHERE gender IS NOT NULL{ds} ORDER BY 1",
+    "intended": "SELECT DISTINCT intended_label FROM clips WHERE intended_label IS NOT NULL{ds} "
+    "ORDER BY 1",
+}
+
+
 def distinct_values(
     conn: sqlite3.Connection, column: str, dataset_id: int | None = None
 ) -> list[str]:
-    """Distinct splits or human-majority labels, for the browser's quick filter keys."""
-    sql = {
-        "split": "SELECT DISTINCT split FROM clips WHERE split IS NOT NULL{ds} ORDER BY split",
-        "majority": "SELECT DISTINCT majority FROM human_dist WHERE majority IS NOT NULL{ds} "
-        "ORDER BY majority",
-    }.get(column)
+    """Distinct splits, human-majority labels, genders or intended labels (the browser's
+    quick filter keys, and what filter values are checked against)."""
+    sql = _DISTINCT_SQL.get(column)
     if sql is None:
         raise ValueError(f"no distinct values for {column!r}")
     if dataset_id is None:
         return [r[0] for r in conn.execute(sql.format(ds=""))]
     return [r[0] for r in conn.execute(sql.format(ds=" AND dataset_id = ?"), (dataset_id,))]
+
+
+def known_values(
+    conn: sqlite3.Connection, field: str, dataset_id: int | None = None
+) -> tuple[str, ...]:
+    """The values of a checked filter field (filters.CHECKED_FIELDS) present in the
+    workspace, or in one dataset (dataset names: always all of them); cached until the
+    data changes, as every query of the browser checks its filter."""
+    if field not in CHECKED_FIELDS:
+        raise ValueError(f"filter field {field!r} is not checked against the workspace")
+    if field == "dataset":
+        sql = "SELECT name FROM datasets ORDER BY name"
+        return _cached(conn, ("known", field), lambda: tuple(r[0] for r in conn.execute(sql)))
+    column = "majority" if field == "label" else field
+    return _cached(
+        conn,
+        ("known", field, dataset_id),
+        lambda: tuple(distinct_values(conn, column, dataset_id)),
+    )

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property, partial
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -195,21 +193,6 @@ def using_backend(
         backend.close()
 
 
-def _git_describe() -> str | None:
-    try:
-        done = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--tags"],
-            cwd=Path(__file__).resolve().parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return done.stdout.strip() or None
-
-
 def find_or_create_run(
     ws: Workspace,
     ds: Dataset,
@@ -237,8 +220,7 @@ def find_or_create_run(
         "seeding": "candidate i of clip k: derive_seed(derive_seed(run seed, k), i)",
         # the workspace's conventions when the run began (how its clips are scored/grouped)
         "conventions": resolve(ws.get_meta).to_dict(),
-        "versions": package_versions(),
-        "git": _git_describe(),
+        "versions": package_versions(),  # ambiscope's names its git commit in a checkout
     }
     run = ws.add_run(
         RunIn(

@@ -21,6 +21,7 @@ from ambiscope.db.jobs import list_jobs, list_workers
 from ambiscope.tui.cli.main import main
 from ambiscope.tui.screens.jobs import JobsScreen
 from ambiscope.tui.screens.metrics import MetricsScreen
+from ambiscope.tui.screens.modals import ConfirmModal
 from ambiscope.tui.screens.resample import ResampleModal
 from ambiscope.tui.widgets.clip_table import ClipTable
 from ambiscope.tui.widgets.detail import DetailView
@@ -68,7 +69,9 @@ async def test_jobs_screen_shows_stale_and_cancels(workspace: Path) -> None:
         assert any("stale" in c for c in cells)
         # cancel the queued (second) job: rows are newest first, so it is row 0
         table.move_cursor(row=0)
-        await pilot.press("x")
+        await pilot.press("x")  # cancelling asks first
+        await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
+        await pilot.press("enter")
         await until(
             pilot,
             lambda: any(r.job.status == "cancelled" for r in screen.snapshot.rows),

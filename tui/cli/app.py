@@ -45,7 +45,7 @@ def tui(db: Path) -> None:
 @click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
 @db_option
 def serve(host: str, port: int, db: Path) -> None:
-    """Serve the TUI to a web browser (textual-serve); `space` plays audio in the browser.
+    """Serve the TUI to a web browser (textual-serve); `space` plays the clip in the page.
 
     Binds to 127.0.0.1 by default: reach it from a laptop through an SSH tunnel,
     `ssh -L 8000:localhost:8000 user@server`, then open http://localhost:8000. Binding
@@ -54,7 +54,7 @@ def serve(host: str, port: int, db: Path) -> None:
     path = db.resolve()
     check_workspace(path)
     try:
-        from textual_serve.server import Server
+        from ambiscope.tui.web_audio import AmbiscopeServer
     except ImportError:
         raise click.ClickException(
             "`ambiscope serve` needs the textual-serve package: pip install textual-serve"
@@ -65,4 +65,7 @@ def serve(host: str, port: int, db: Path) -> None:
             f"warning: serving on {host}: anyone who reaches it can browse the workspace", err=True
         )
     click.echo(f"serving {path.name} on http://{host}:{port} (Ctrl-C stops)", err=True)
-    Server(shlex.join(argv), host=host, port=port, title=f"ambiscope · {path.name}").serve()
+    server = AmbiscopeServer(
+        shlex.join(argv), db=path, host=host, port=port, title=f"ambiscope · {path.name}"
+    )
+    server.serve()

@@ -357,28 +357,48 @@ def run_spec(kw: dict[str, Any]) -> tuple[Any, str | None, int | None]:
 
 # ---------------------------------------------------------------- progress
 def progress_printer() -> Callable[[Any], None]:
-    """A one-line progress bar on stderr for `on_progress` callbacks (at most 5 per second)."""
+    """Progress of `on_progress` callbacks on stderr.
+
+    On a terminal: one bar redrawn in place with `\\r` (at most 5 times a second). When
+    stderr is redirected (a log file, a CI job) a `\\r` would pile every redraw onto one
+    line of the log, so plain lines are written instead, one per tenth of the work.
+    """
+    import sys
     import time
 
-    last = [0.0]
+    in_place = sys.stderr.isatty()
+    last = [0.0, -1.0]  # time of the last redraw, tenth of the work last logged
+
+    def due(p: Any) -> bool:
+        finished = p.done >= p.total
+        if in_place:
+            now = time.monotonic()
+            if now - last[0] < 0.2 and not finished:
+                return False
+            last[0] = now
+            return True
+        tenth = 10 if finished else 10 * p.done // max(p.total, 1)
+        if tenth <= last[1]:
+            return False
+        last[1] = tenth
+        return True
 
     def show(p: Any) -> None:
-        now = time.monotonic()
-        if now - last[0] < 0.2 and p.done < p.total:
+        if not due(p):
             return
-        last[0] = now
         rate = (p.done / p.elapsed) if p.elapsed > 0 else 0.0
         remaining = (p.total - p.done) / rate if rate > 0 else float("nan")
         eta = f"{remaining:5.0f}s" if remaining == remaining else "  ?  "
         width = 24
         filled = int(width * p.done / max(p.total, 1))
         bar = "#" * filled + "." * (width - filled)
-        click.echo(
-            f"\r[{bar}] {p.done}/{p.total} clips  {rate:5.2f} clips/s  ETA {eta}"
-            f"  failed {p.failed}",
-            err=True,
-            nl=p.done >= p.total,
+        line = (
+            f"[{bar}] {p.done}/{p.total} clips  {rate:5.2f} clips/s  ETA {eta}  failed {p.failed}"
         )
+        if in_place:
+            click.echo("\r" + line, err=True, nl=p.done >= p.total)
+        else:
+            click.echo(line, err=True)
 
     return show
 

@@ -3,7 +3,8 @@
 The app polls the job rows every second in a thread worker (ambiscope.tui.app) and hands each
 snapshot here; this screen only draws. A running job whose lease has expired is shown as
 stale: its worker died and the next worker to look will re-queue it (ambiscope.core.jobs.queue). The
-highlighted job gets a progress bar and its last log lines.
+highlighted job gets a progress bar and its last log lines. A failed job shows no bar:
+its clips were tried, not done, and a full bar beside `failed` read as success.
 """
 
 from __future__ import annotations
@@ -93,11 +94,12 @@ class JobsScreen(AppScreen):
                 label = "cancelling"
             pct = f"{job.progress_done}/{job.progress_total}" if job.progress_total else ""
             detail = job.error if job.error else row.what
+            bar = "" if job.status == "failed" else text_bar(job.progress_done, job.progress_total)
             table.add_row(
                 str(job.id),
                 job.kind,
                 Text(label, style=STATUS_STYLE.get(status, "")),
-                Text(text_bar(job.progress_done, job.progress_total), style="green"),
+                Text(bar, style="green"),
                 pct,
                 fmt_eta(row.eta_s),
                 str(job.attempts),
@@ -109,7 +111,9 @@ class JobsScreen(AppScreen):
         workers = (
             "; ".join(snapshot.workers) if snapshot.workers else "no live worker (w starts one)"
         )
-        title = f"Jobs · {len(snapshot.rows)} · workers: {workers}"
+        counts = jobs_bridge.status_counts(snapshot)
+        by_status = "".join(f" · {counts[s]} {s}" for s in STATUS_STYLE if counts[s])
+        title = f"Jobs · {len(snapshot.rows)}{by_status} · workers: {workers}"
         self.query_one("#jobs-title", Static).update(title)
         self._show_selected()
 
@@ -131,11 +135,16 @@ class JobsScreen(AppScreen):
         bar = self.query_one(ProgressBar)
         if row is None:
             summary.update("no jobs yet: press r on a clip in the browser to queue a re-sample")
+            bar.display = True
             bar.update(total=100, progress=0)
             self.query_one("#job-log", Static).update("")
             return
         job = row.job
-        summary.update(f"job {job.id} · {job.kind} · {row.what}")
+        if job.status == "failed":
+            summary.update(f"job {job.id} · {job.kind} · failed: {job.error or 'no reason given'}")
+        else:
+            summary.update(f"job {job.id} · {job.kind} · {row.what}")
+        bar.display = job.status != "failed"
         bar.update(total=max(job.progress_total, 1), progress=job.progress_done)
         self.load_events(job.id)
 

@@ -6,26 +6,39 @@ running computation: the worker checks for cancellation between strategies and i
 late answer is dropped. A bar chart under the table compares JS by ambiguity level.
 The title names the workspace's conventions preset (`ambiscope config preset`), which
 the numbers follow, so a table read off the screen is never silently on other terms.
+
+At 80 columns the identity columns (dataset, run, strategy, level) stay frozen while the
+metric columns scroll, and `c` chooses which metric columns show. Markers follow
+`ambiscope metrics --format md`: the best displayed value per column within a dataset
+and level in bold, `*` where the paired bootstrap against the run's baseline strategy
+gives p < 0.05. That test (`with_significance`, the CLI's own) runs with the bootstrap
+pass when own votes are not pooled in, since the CLI tests on the stored reference.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
-from textual.containers import VerticalScroll
-from textual.widgets import DataTable, Footer, LoadingIndicator, Static
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widgets import Button, DataTable, Footer, LoadingIndicator, SelectionList, Static
 from textual.worker import Worker, get_current_worker
 
+from ambiscope.core.export import ExportError
+from ambiscope.core.metrics import METRICS
 from ambiscope.core.text import one_line
+from ambiscope.db.access import WorkspaceAccess
 from ambiscope.tui import data
 from ambiscope.tui.keys import bindings
 from ambiscope.tui.messages import MetricsFailed, MetricsReady
 from ambiscope.tui.screens.base import AppScreen
+from ambiscope.tui.screens.modals import Dialog
 from ambiscope.tui.widgets.detail import bar
 
 COLUMNS = (
@@ -37,18 +50,127 @@ COLUMNS = (
     ("ece", "ECE"),
     ("invalid_rate", "inv"),
 )
+IDENTITY = ("dataset", "run", "strategy", "level")  # frozen while the metrics scroll
+SIGNIFICANCE = 0.05
 LEVEL_STYLE = {"low": "green", "medium": "yellow", "high": "red", "all": "bold"}
 
 
-def cell(row: dict[str, Any], key: str) -> str:
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and bool(np.isfinite(value))
+
+
+def significant(row: dict[str, Any], key: str) -> bool:
+    """p < 0.05 in the paired bootstrap against the run's baseline strategy."""
+    p = row.get(f"{key}_p")
+    return _finite(p) and p < SIGNIFICANCE
+
+
+def best_cells(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> set[tuple[int, str]]:
+    """(row index, metric) of the best displayed (rounded) value per metric within each
+    dataset x level, in the metric's direction, as the Markdown table marks them."""
+    blocks: dict[tuple[str, str], list[int]] = {}
+    for i, r in enumerate(rows):
+        blocks.setdefault((str(r["dataset"]), str(r["group"])), []).append(i)
+    best: set[tuple[int, str]] = set()
+    for indices in blocks.values():
+        for key in keys:
+            shown = {i: round(rows[i][key], 3) for i in indices if _finite(rows[i].get(key))}
+            if len(shown) < 2:
+                continue
+            target = (max if METRICS.get(key).higher_is_better else min)(shown.values())
+            best.update((i, key) for i, v in shown.items() if v == target)
+    return best
+
+
+def cell(row: dict[str, Any], key: str, best: bool = False) -> Text:
+    """`0.123* [0.10,0.15]`: bold when best in its block, `*` when significant."""
     value = row.get(key)
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
-        return "–"
-    text = f"{value:.3f}"
+    if not _finite(value):
+        return Text("–")
+    text = Text(f"{value:.3f}", style="bold" if best else "")
+    if significant(row, key):
+        text.append("*", style="bold")
     lo, hi = row.get(f"{key}_lo"), row.get(f"{key}_hi")
-    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
-        text += f" [{lo:.2f},{hi:.2f}]"
+    if _finite(lo) and _finite(hi):
+        text.append(f" [{lo:.2f},{hi:.2f}]")
     return text
+
+
+def legend(rows: list[dict[str, Any]]) -> str:
+    """What the markers mean, and when no significance test is in the rows."""
+    text = "bold: best per dataset and level"
+    if any(k.endswith("_p") and _finite(v) for r in rows for k, v in r.items()):
+        return text + f" · * p < {SIGNIFICANCE:g} vs the run's baseline (paired bootstrap)"
+    return text + " · * needs `ambiscope metrics` (paired test)"
+
+
+def with_significance(
+    access: WorkspaceAccess,
+    rows: list[dict[str, Any]],
+    bootstrap: int,
+    reference: str = "human",
+    baseline: str = "single",
+) -> list[dict[str, Any]]:
+    """The rows with the `<metric>_p` of `ambiscope metrics`: a paired bootstrap of each
+    strategy against its run's baseline on the same clips (the baseline's own are NaN).
+
+    The table's plan may refresh a stale human cache (one short write); the reading is
+    done on a read-only snapshot and the bootstrap outside any connection.
+    """
+    from ambiscope.core.export.tables import (
+        TableOptions,
+        build_table,
+        plan_metrics,
+        read_metrics,
+    )
+
+    metrics = tuple(key for key, _ in COLUMNS)
+    options = TableOptions(metrics, bootstrap=bootstrap, baseline=baseline, reference=reference)
+    with access.writer() as ws:
+        plan = plan_metrics(ws, options=options)
+    with access.reader() as ws, ws.snapshot():
+        members, _ = read_metrics(ws, plan)
+    table = build_table(members, plan.options)
+
+    def key(row: dict[str, Any]) -> tuple[str, int, str, str]:
+        return (str(row["dataset"]), int(row["run"]), str(row["strategy"]), str(row["group"]))
+
+    p_values = {key(r): {f"{m}_p": r[f"{m}_p"] for m in metrics} for r in table.rows}
+    return [{**r, **p_values.get(key(r), {})} for r in rows]
+
+
+class MetricColumnsDialog(Dialog):
+    """Choose the metric columns the table shows (space toggles, enter applies)."""
+
+    # priority: the list itself would take enter as "toggle"; space toggles there
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "apply", "apply", show=False, priority=True)
+    ]
+
+    def __init__(self, shown: tuple[str, ...]) -> None:
+        super().__init__()
+        self.shown = shown
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Static("Metric columns", classes="dialog-title")
+            yield SelectionList[str](
+                *((title, key, key in self.shown) for key, title in COLUMNS),
+                id="metric-columns",
+            )
+            yield Static("space toggles · enter applies · esc cancels", classes="dialog-hint")
+            with Horizontal(classes="dialog-buttons"):
+                yield Button("Apply", variant="primary", id="apply")
+
+    def on_mount(self) -> None:
+        self.query_one(SelectionList).focus()
+
+    def on_button_pressed(self) -> None:
+        self.action_apply()
+
+    def action_apply(self) -> None:
+        chosen = set(self.query_one(SelectionList).selected)
+        self.dismiss(tuple(key for key, _ in COLUMNS if key in chosen))
 
 
 def js_chart(rows: list[dict[str, Any]], width: int) -> Text:
@@ -74,11 +196,14 @@ def js_chart(rows: list[dict[str, Any]], width: int) -> Text:
 
 
 class MetricsScreen(AppScreen):
-    BINDINGS = bindings("metrics")
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *bindings("metrics"),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
         self.rows: list[dict[str, Any]] = []
+        self.shown: tuple[str, ...] = tuple(key for key, _ in COLUMNS)
         self._worker: Worker[None] | None = None
         self.reference = "human"
         self.conventions = ""
@@ -87,14 +212,34 @@ class MetricsScreen(AppScreen):
         yield Static("Metrics", id="metrics-title", classes="screen-title")
         yield LoadingIndicator(id="metrics-loading")
         with VerticalScroll(id="metrics-body"):
-            yield DataTable(id="metrics-table", cursor_type="row", zebra_stripes=True)
+            yield DataTable(
+                id="metrics-table",
+                cursor_type="row",
+                zebra_stripes=True,
+                fixed_columns=len(IDENTITY),
+            )
+            yield Static("", id="metrics-legend")
             yield Static("", id="metrics-chart")
         yield Footer()
 
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
-        table.add_columns("dataset", "run", "strategy", "level", "n", *(h for _, h in COLUMNS))
+        table.focus()  # arrows scroll the table at once, without a Tab first
+        self._set_columns(table)
         self.action_recompute()
+
+    def _set_columns(self, table: DataTable[Any]) -> None:
+        titles = dict(COLUMNS)
+        table.add_columns(*IDENTITY, "n", *(titles[key] for key in self.shown))
+
+    def action_choose_columns(self) -> None:
+        self.app.push_screen(MetricColumnsDialog(self.shown), self._columns_chosen)
+
+    def _columns_chosen(self, shown: tuple[str, ...] | None) -> None:
+        if shown is None:
+            return
+        self.shown = shown
+        self._fill()
 
     def action_recompute(self) -> None:
         if self._worker is not None and not self._worker.is_finished:
@@ -150,6 +295,9 @@ class MetricsScreen(AppScreen):
                     should_stop=lambda: worker.is_cancelled,
                     reference=reference,
                 )
+                if n_boot and not include_own:  # the CLI's test is on the stored reference
+                    with contextlib.suppress(ExportError):  # then no markers, as the legend says
+                        rows = with_significance(access, rows, n_boot, reference)
                 if worker.is_cancelled:
                     return
                 self.post_message(MetricsReady(rows, n_boot, time.perf_counter() - t0))
@@ -188,7 +336,9 @@ class MetricsScreen(AppScreen):
 
     def _fill(self) -> None:
         table = self.query_one(DataTable)
-        table.clear()
+        table.clear(columns=True)
+        self._set_columns(table)
+        self.query_one("#metrics-legend", Static).update(legend(self.rows) if self.rows else "")
         chart = self.query_one("#metrics-chart", Static)
         if not self.rows:
             chart.update(
@@ -196,7 +346,8 @@ class MetricsScreen(AppScreen):
                 "run `ambiscope sample`"
             )
             return
-        for r in self.rows:
+        best = best_cells(self.rows, self.shown)
+        for i, r in enumerate(self.rows):
             level = str(r["group"])
             table.add_row(
                 r["dataset"],
@@ -204,6 +355,6 @@ class MetricsScreen(AppScreen):
                 r["strategy"],
                 Text(level, style=LEVEL_STYLE.get(level, "")),
                 str(r.get("n", "")),
-                *(cell(r, key) for key, _ in COLUMNS),
+                *(cell(r, key, (i, key) in best) for key in self.shown),
             )
         chart.update(js_chart(self.rows, self.size.width - 2))

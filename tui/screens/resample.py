@@ -11,7 +11,10 @@ its identity (`RunSpec.identity`: the output-affecting settings and the prompt t
 when the edited spec's identity differs from the run's, the dialog says so before the
 job is queued, and which settings make the difference. Values are validated by
 constructing the RunSpec, so a typo in N or the temperature is reported in the dialog
-instead of failing later in the worker.
+instead of failing later in the worker; on Queue the model (a local checkpoint that
+exists, a known backend) and the clip's audio are checked too, and a problem keeps the
+dialog open with one line (ambiscope.tui.jobs_bridge checks every clip of a wider scope
+before queueing).
 """
 
 from __future__ import annotations
@@ -28,7 +31,9 @@ from ambiscope.core.alm import BACKENDS
 from ambiscope.core.alm.base import SearchMode
 from ambiscope.core.alm.prompts import MODES
 from ambiscope.db import Run
+from ambiscope.tui import jobs_bridge
 from ambiscope.tui.screens.modals import FormDialog
+from ambiscope.tui.workspace_app import WorkspaceApp
 
 if TYPE_CHECKING:  # imported when the dialog opens: it pulls in the audio stack
     from ambiscope.core.scaling.run import RunSpec
@@ -233,9 +238,19 @@ class ResampleModal(FormDialog):
         spec = self._check()
         if spec is None:
             return None
-        if not spec.model:
-            self.query_one("#error", Static).update(
-                "model: enter a model id or a local checkpoint path"
-            )
+        scope = self._value("scope")
+        problem = jobs_bridge.model_problem(spec) or self._clip_audio_problem(scope)
+        if problem:
+            self.query_one("#error", Static).update(problem)
             return None
-        return ResampleRequest(spec.to_dict(), self._value("scope"))
+        return ResampleRequest(spec.to_dict(), scope)
+
+    def _clip_audio_problem(self, scope: str) -> str:
+        """Why this clip's audio cannot be sampled ("" when it can, or for a wider scope,
+        whose clips the bridge checks when the job is queued)."""
+        app = self.app
+        if scope != "clip" or self.clip_key is None or not isinstance(app, WorkspaceApp):
+            return ""
+        with app.access.reader() as ws:
+            clip = ws.find_clip(ws.get_dataset(self.dataset).id, self.clip_key)
+            return jobs_bridge.audio_problem(ws, [clip.id]) if clip is not None else ""

@@ -13,6 +13,7 @@ The header line stays fixed at the top; clicking a header asks for a sort by it.
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -74,7 +75,16 @@ def fmt_num(value: float | None, width: int = 4) -> str:
     return text[:width].rstrip(".")
 
 
-def cell_text(column: Column, row: BrowseRow) -> str:
+def norm_entropy(bits: float | None, n_labels: int | None) -> float | None:
+    """A model entropy in bits as a share of its maximum log2 k, the unit of the human `H`
+    column (0-1), so `H` and `Hm` compare directly; None when k is unknown."""
+    if bits is None or not math.isfinite(bits) or n_labels is None or n_labels < 2:
+        return None
+    return bits / math.log2(n_labels)
+
+
+def cell_text(column: Column, row: BrowseRow, n_labels: int | None = None) -> str:
+    """The cell's text; `n_labels` (the row's dataset's label count) normalises `Hm`."""
     cid = column.id
     if cid == "key":
         return row.key
@@ -91,7 +101,7 @@ def cell_text(column: Column, row: BrowseRow) -> str:
     if cid == "model":
         return row.model_label or ""
     if cid == "model_entropy":
-        return fmt_num(row.model_entropy, column.width)
+        return fmt_num(norm_entropy(row.model_entropy, n_labels), column.width)
     if cid == "js":
         return fmt_num(row.js, column.width)
     if cid == "flags":
@@ -209,6 +219,7 @@ class ClipTable(ScrollView, can_focus=True):
         self.descending = False
         self.has_model = False
         self.hidden: set[str] = set()
+        self.label_counts: dict[str, int] = {}  # dataset name -> labels (normalises Hm)
         self.empty_message = "loading…"
         self._last_posted: int | None = None
         self._layout: list[tuple[Column, int]] = []
@@ -310,6 +321,12 @@ class ClipTable(ScrollView, can_focus=True):
         self._layout_width = -1
         self._strips.clear()
         self._update_virtual_size()
+        self.refresh()
+
+    def set_label_counts(self, counts: dict[str, int]) -> None:
+        """Each dataset's label count, which turns `Hm` into normalised entropy."""
+        self.label_counts = counts
+        self._strips.clear()
         self.refresh()
 
     # ------------------------------------------------------------------ layout
@@ -437,7 +454,7 @@ class ClipTable(ScrollView, can_focus=True):
             if col.model and not self.has_model:
                 text, style = "–", self._style("clip-table--dim")
             else:
-                text = cell_text(col, row)
+                text = cell_text(col, row, self.label_counts.get(row.dataset))
                 style = self._cell_style(col, row)
             cell = line_style + style if style else line_style
             if is_cursor and style:

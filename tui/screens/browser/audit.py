@@ -58,9 +58,17 @@ class AuditActions(DetailLoading):
         self.submit_edit(Edit("flag", (clip_id,), name, on_, description=f"{verb} {name!r}"))
 
     def action_pick_flag(self) -> None:
-        names = self.settings.flag_names
+        """Choose a flag to toggle; each choice shows whether the clip has it now (flags
+        set by other means than the configured names are listed too)."""
+        found = self._row_flags()
+        if found is None:
+            return
+        _, flags = found
+        names = list(dict.fromkeys([*self.settings.flag_names, *sorted(flags)]))
+        choices = [(n, f"{'[x]' if n in flags else '[ ]'} {n}") for n in names]
+        title = f"Toggle flag (set: {', '.join(sorted(flags)) or 'none'})"
         self.app.push_screen(
-            ChoiceModal("Toggle flag", [(n, n) for n in names]),
+            ChoiceModal(title, choices),
             lambda name: self.action_toggle_flag(name) if name else None,
         )
 
@@ -122,6 +130,7 @@ class AuditActions(DetailLoading):
             label = labels[index - 1]
             if mine == [label]:
                 self.notify(f"already your vote: {label} (0 clears)", timeout=2)
+                self._advance()
                 return
             votes = ((label, 0, 1.0),)
             description = f"own vote: {label}"
@@ -134,6 +143,22 @@ class AuditActions(DetailLoading):
                 description=description,
             )
         )
+        if index:
+            self._advance()
+
+    def _advance(self) -> None:
+        if self.settings.advance_after_vote:
+            self.table.action_cursor(1)
+
+    def action_toggle_advance(self) -> None:
+        """Auditing a whole filter by ear: each vote 1-9 moves on to the next clip (a
+        setting: it stays on for the next session)."""
+        self.settings.advance_after_vote = not self.settings.advance_after_vote
+        self.app.persist_settings()  # type: ignore[attr-defined]
+        state = (
+            "moves to the next clip" if self.settings.advance_after_vote else "stays on the clip"
+        )
+        self.notify(f"a vote now {state} (V toggles)", timeout=3)
 
     # ------------------------------------------------------------------ queue and undo
     def action_undo(self) -> None:
@@ -189,6 +214,8 @@ class AuditActions(DetailLoading):
 
     # ------------------------------------------------------------------ bulk
     def action_bulk(self) -> None:
+        if self.refuse_while_filter_error("a bulk edit"):  # type: ignore[attr-defined]
+            return
         names = self.settings.flag_names
         tags = self.context.tag_names if self.context else ()
         self.app.push_screen(

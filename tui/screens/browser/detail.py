@@ -15,7 +15,7 @@ from textual.worker import get_current_worker
 from ambiscope.core.text import one_line
 from ambiscope.tui import data
 from ambiscope.tui.data import ClipDetail
-from ambiscope.tui.messages import DetailFailed, DetailLoaded, WaveformLoaded
+from ambiscope.tui.messages import ContextLoaded, DetailFailed, DetailLoaded, WaveformLoaded
 from ambiscope.tui.screens.browser.query import QueryPaging
 from ambiscope.tui.widgets.clip_table import ClipTable
 
@@ -28,6 +28,12 @@ class DetailLoading(QueryPaging):
     def __init__(self) -> None:
         super().__init__()
         self._pending_clip: int | None = None
+
+    @on(ContextLoaded)
+    def _label_counts(self, message: ContextLoaded) -> None:
+        """The table normalises `Hm` by each dataset's label count (the unit of `H`)."""
+        counts = {d.name: len(d.label_set) for d in message.context.datasets}
+        self.table.set_label_counts(counts)
 
     @on(ClipTable.CursorMoved)
     def _cursor_moved(self, message: ClipTable.CursorMoved) -> None:

@@ -1,24 +1,33 @@
 """Browser keys that change what is shown: cursor, sort, run and strategy, filter terms.
 
 The quick filter keys (A P L D ! M >) edit the same filter text the `/` line shows, so a
-researcher can always see, and type over, what the keys did.
+researcher can always see, and type over, what the keys did. When a re-sample job
+finishes having created a run, a toast offers to switch to it: the run picker (R) then
+opens on that run, so R, enter switches.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from textual import events, on
+from textual import events, on, work
 from textual.widgets import Input
 
 from ambiscope.core.browse.filters import parse_filter
+from ambiscope.core.scaling.strategies import preferred_strategy
+from ambiscope.core.text import one_line
+from ambiscope.tui import jobs_bridge
+from ambiscope.tui.messages import JobsChanged, TaskFailed
 from ambiscope.tui.screens.browser.detail import DetailLoading
-from ambiscope.tui.screens.modals import ChoiceModal
+from ambiscope.tui.screens.browser.header import run_title
+from ambiscope.tui.screens.modals import RunPickerModal
 from ambiscope.tui.widgets.clip_table import COLUMNS, ClipTable
 
 
 class NavigationActions(DetailLoading):
     """Actions of the Browse and Filter key groups (ambiscope.tui.keys)."""
+
+    _new_run_id: int | None = None  # created by a finished re-sample, offered by a toast
 
     # ------------------------------------------------------------------ browse
     def action_noop(self) -> None:
@@ -56,25 +65,62 @@ class NavigationActions(DetailLoading):
             self.set_sort(message.column)
 
     def action_pick_run(self) -> None:
+        """Runs newest first, each named (`#id name` or `#id model`) above its strategies."""
         ctx = self.context
         if ctx is None:
             return
-        choices = [("none", "no model (human columns only)")]
-        for run in ctx.runs:
+        rows: list[tuple[str | None, str]] = [("none", "no model (human columns only)")]
+        for run in reversed(ctx.runs):
+            strategies = ctx.strategies.get(run.id, ())
+            if not strategies:
+                continue
             ds = ctx.dataset(run.dataset_id)
-            for strategy in ctx.strategies.get(run.id, ()):
-                choices.append(
-                    (
-                        f"{run.id}:{strategy}",
-                        f"{run.label} · {strategy} · {ds.name if ds else '?'} · "
-                        f"{run.mode} N={run.n}",
-                    )
-                )
-        if len(choices) == 1:
+            about = [run_title(run), ds.name if ds else "?", f"{run.mode} N={run.n}"]
+            if run.name and run.model:
+                about.insert(1, run.model)
+            rows.append((None, "run " + " · ".join(about)))
+            rows += [(f"{run.id}:{strategy}", f"   {strategy}") for strategy in strategies]
+        if len(rows) == 1:
             self.notify("no runs with predictions yet: press r to queue a sampling job")
         q = self.query_state
-        current = f"{q.run_id}:{q.strategy}" if q.has_model else "none"
-        self.app.push_screen(ChoiceModal("Run and strategy", choices, current), self._run_picked)
+        current = self._offered_choice() or (f"{q.run_id}:{q.strategy}" if q.has_model else "none")
+        self.app.push_screen(RunPickerModal("Run and strategy", rows, current), self._run_picked)
+
+    def _offered_choice(self) -> str | None:
+        """The picker row of the run a re-sample created (its preferred strategy), once:
+        the toast that offered it said R, enter switches."""
+        run_id = self._new_run_id
+        names = self.context.strategies.get(run_id, ()) if self.context and run_id else ()
+        if not names:  # the run has no predictions yet (or the context is not reloaded)
+            return None
+        self._new_run_id = None
+        if run_id == self.query_state.run_id:
+            return None
+        return f"{run_id}:{preferred_strategy(names) or names[0]}"
+
+    @on(JobsChanged)
+    def _offer_created_runs(self, message: JobsChanged) -> None:
+        done = [j.id for j in message.finished if j.kind == "resample" and j.status == "done"]
+        if done:
+            self.find_created_run(done)
+
+    @work(thread=True, group="created-run")
+    def find_created_run(self, job_ids: list[int]) -> None:
+        """Read which run the finished jobs created (their stored result) and offer it."""
+        try:
+            created = [jobs_bridge.created_run(self.access.path, j) for j in job_ids]
+        except Exception as exc:  # the offer is a convenience: say why, never crash
+            self.post_message(TaskFailed("finished re-sample", one_line(exc)))
+            return
+        run_id = next((r for r in reversed(created) if r is not None), None)
+        if run_id is not None:
+            self.app.call_from_thread(self._offer_run, run_id)
+
+    def _offer_run(self, run_id: int) -> None:
+        self._new_run_id = run_id
+        self.notify(
+            f"re-sample done: switch to run #{run_id}? press R, enter", title="New run", timeout=20
+        )
 
     def _run_picked(self, choice: str | None) -> None:
         if choice is None:

@@ -12,11 +12,12 @@ import contextlib
 import gc
 import sqlite3
 import threading
+from array import array
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.timer import Timer
 from textual.widgets import Input, Static
 from textual.worker import get_current_worker
@@ -27,7 +28,7 @@ from ambiscope.core.browse.query import SORTABLE, BrowseQuery
 from ambiscope.core.scaling.strategies import preferred_strategy
 from ambiscope.core.text import one_line
 from ambiscope.db.access import WorkspaceAccess
-from ambiscope.tui import data
+from ambiscope.tui import data, jobs_bridge
 from ambiscope.tui.data import ClipDetail, WorkspaceContext
 from ambiscope.tui.messages import (
     ContextLoaded,
@@ -37,11 +38,13 @@ from ambiscope.tui.messages import (
     QueryFailed,
 )
 from ambiscope.tui.screens.base import AppScreen
+from ambiscope.tui.screens.browser import header
 from ambiscope.tui.settings import Settings
 from ambiscope.tui.widgets.clip_table import COLUMNS, ClipTable
 from ambiscope.tui.widgets.detail import DetailView
 
 NUMERIC_SORTS = {"entropy", "model_entropy", "js", "flags", "ambiguity"}
+TOPBAR_PADDING = 2  # #topbar's padding (app.tcss)
 
 
 class QueryPaging(AppScreen):
@@ -64,6 +67,9 @@ class QueryPaging(AppScreen):
         self._deferred_pages: set[int] = set()
         self._query_page = 0
         self._filter_error = ""
+        # filter text applied but not yet run: run_query takes it into `query_state` once
+        # it can run, and shows the error state meanwhile (see apply_filter)
+        self._pending_filter: str | None = None
         self._topbar: Text | None = None
 
     @property
@@ -135,6 +141,11 @@ class QueryPaging(AppScreen):
             has_model=self.query_state.has_model,
             hidden=hidden,
         )
+        problem = self._take_pending_filter()
+        if problem:
+            self._stop_running_query()
+            self._show_error_state(problem)
+            return
         table.empty_message = (
             "no clips match this filter (c clears it)"
             if self.query_state.filter_text.strip()
@@ -149,13 +160,17 @@ class QueryPaging(AppScreen):
         table.pending.add(page)
         self._deferred_pages = set()
         self._query_page = page
-        with self._query_lock:
-            running = self._query_conn
-            if running is not None:  # stop the superseded query's SQL instead of waiting
-                with contextlib.suppress(Exception):
-                    running.interrupt()
+        self._stop_running_query()
         self.fetch_query(self.generation, self.query_state, page, table.cursor_row)
         self._update_topbar()
+
+    def _stop_running_query(self) -> None:
+        """Interrupt the superseded query's SQL instead of waiting for it."""
+        with self._query_lock:
+            running = self._query_conn
+            if running is not None:
+                with contextlib.suppress(Exception):
+                    running.interrupt()
 
     @work(thread=True, exclusive=True, group="query")
     def fetch_query(self, generation: int, query: BrowseQuery, page: int, row: int) -> None:
@@ -169,6 +184,7 @@ class QueryPaging(AppScreen):
                     self._query_conn = ws.conn
                 try:
                     ids = browse.ordered_ids(ws.conn, query)
+                    browse.check_filter(ws.conn, query, len(ids))  # `split:tset` is an error
                     if worker.is_cancelled:
                         return
                     rows = browse.fetch_rows(ws.conn, query, ids[page * size : (page + 1) * size])
@@ -245,9 +261,25 @@ class QueryPaging(AppScreen):
 
     @on(QueryFailed)
     def _query_failed(self, message: QueryFailed) -> None:
-        self._show_filter_error(message.message)
-        for page in list(self.table.pending):
-            self.table.page_failed(message.generation, page)
+        if message.generation == self.generation:  # a superseded query's failure is moot
+            self._show_error_state(message.message)
+
+    def _show_error_state(self, message: str) -> None:
+        """No rows while the filter cannot run or the query failed: an empty table, the
+        reason under the filter line, and no clip under the cursor, so that no key acts
+        on a clip of the previous results (they would show under the new filter text)."""
+        self.generation += 1  # pages of the failed query still on their way are dropped
+        table = self.table
+        table.empty_message = "no rows: see the error above (c clears the filter)"
+        table.new_query(self.generation, keep_position=False)
+        table.set_ids(self.generation, array("q"))
+        if self._detail_timer is not None:
+            self._detail_timer.stop()
+        self.detail = None
+        self.detail_view.detail = None
+        self.detail_view.message = table.empty_message
+        self._show_filter_error(message)
+        self._update_topbar()
 
     def set_sort(self, column: str, descending: bool | None = None) -> None:
         """Sort by a column id (ambiscope.core.browse.query.SORTABLE); numeric ones descend."""
@@ -259,25 +291,53 @@ class QueryPaging(AppScreen):
         self.run_query(same_rows=True)
 
     def apply_filter(self, text: str) -> bool:
-        """Apply filter text after checking it; errors show under the filter line."""
+        """Apply filter text; False when it cannot run as typed (the reason then shows).
+
+        A filter that cannot run, or whose values the workspace lacks (the query worker
+        finds those), leaves the error state on screen until one that runs is applied;
+        `query_state` keeps the last filter that could run (what bulk edits act on).
+        """
         text = " ".join(text.split())
-        try:
-            flt = parse_filter(text)
-        except FilterError as exc:
-            self._show_filter_error(str(exc))
-            return False
-        if (flt.needs_prediction or flt.needs_run) and not self.query_state.has_model:
-            self._show_filter_error(
-                "this filter needs a model run: press R to pick a run and strategy"
-            )
-            return False
-        self._show_filter_error("")
         filt = self.query_one("#filter", Input)
         if filt.value != text:
             with filt.prevent(Input.Changed):
                 filt.value = text
-        self.query_state = self.query_state.with_(filter_text=text)
+        self._pending_filter = text
         self.run_query()
+        return self._pending_filter is None
+
+    def _take_pending_filter(self) -> str:
+        """Move the applied filter text into `query_state` if it can run, else say why.
+
+        Checked on every query, so a filter refused for want of a model run applies as
+        soon as a run is picked, and a sort meanwhile keeps the error state.
+        """
+        text = self._pending_filter
+        if text is None:
+            return ""
+        problem = self._filter_problem(text)
+        if not problem:
+            self._pending_filter = None
+            self.query_state = self.query_state.with_(filter_text=text)
+            self._show_filter_error("")
+        return problem
+
+    def _filter_problem(self, text: str) -> str:
+        """Why filter text cannot run ('' when it can), without reading the workspace."""
+        try:
+            flt = parse_filter(text)
+        except FilterError as exc:
+            return str(exc)
+        if (flt.needs_prediction or flt.needs_run) and not self.query_state.has_model:
+            return "this filter needs a model run: press R to pick a run and strategy"
+        return ""
+
+    def refuse_while_filter_error(self, what: str) -> bool:
+        """True (and say so) when the filter line holds an error: bulk edits and exports
+        act on the filter, and the table shows none while it is wrong."""
+        if not self._filter_error:
+            return False
+        self.notify(f"fix the filter first: {what} acts on it", severity="warning", timeout=4)
         return True
 
     def _show_filter_error(self, message: str) -> None:
@@ -290,36 +350,51 @@ class QueryPaging(AppScreen):
 
     # ------------------------------------------------------------------ topbar
     def _update_topbar(self) -> None:
-        ctx = self.context
-        q = self.query_state
-        text = Text(no_wrap=True, overflow="ellipsis")
-        text.append("ambiscope ", style="bold")
-        text.append(Path(self.access.path).name, style="dim")
-        if self.access.readonly:
-            text.append(" · read-only", style="bold yellow")
-        if ctx is None:
-            text.append(" · opening…")
-        else:
-            table = self.table
-            count = f"{table.row_count:,}" if table.counted else "…"
-            text.append(f" · {count}/{ctx.total_clips:,} clips")
-            run = ctx.run(q.run_id)
-            if run is None:
-                text.append(" · no model runs yet (r queues one)", style="yellow")
-            else:
-                strategy = q.strategy or "no predictions yet"
-                text.append(f" · run {run.label} · {strategy}", style="bold")
-            col = next((c for c in COLUMNS if c.id == q.sort), None)
-            arrow = "↓" if q.descending else "↑"
-            text.append(f" · sort {col.header if col else q.sort}{arrow}", style="dim")
-            if self.settings.include_own_votes:
-                text.append(" · own votes in human", style="dim")
-        jobs = self.app.jobs_summary
-        if jobs:
-            text.append(f" · {jobs}", style="cyan")
+        """Redraw the header, fitted to the screen (ambiscope.tui.screens.browser.header)."""
+        text = header.fit(self._topbar_parts(), self.size.width - TOPBAR_PADDING)
         if text != self._topbar:  # an update re-lays the screen out
             self._topbar = text
             self.query_one("#topbar", Static).update(text)
+
+    def _topbar_parts(self) -> list[header.Part]:
+        ctx = self.context
+        q = self.query_state
+        name = Path(self.access.path).name
+        parts = [
+            header.Part(("ambiscope", ""), "bold", give=0),
+            header.Part((name, name[:11] + "…" if len(name) > 12 else name, ""), "dim", give=1),
+        ]
+        if self.access.readonly:
+            parts.append(header.Part(("read-only", "ro"), "bold yellow", give=3))
+        if ctx is None:
+            parts.append(header.Part(("opening…",)))
+        else:
+            count = f"{self.table.row_count:,}" if self.table.counted else "…"
+            shown = f"{count}/{ctx.total_clips:,}"
+            parts.append(header.Part((f"{shown} clips", shown), give=2))
+            run = ctx.run(q.run_id)
+            if run is None:
+                parts.append(
+                    header.Part(("no model runs yet (r queues one)", "no runs"), "yellow", give=4)
+                )
+            else:
+                parts.append(header.run_part(run))
+                strategy = q.strategy or "no predictions yet"
+                parts.append(header.Part((strategy,), "bold"))
+            col = next((c for c in COLUMNS if c.id == q.sort), None)
+            arrow = "↓" if q.descending else "↑"
+            parts.append(header.Part((f"sort {col.header if col else q.sort}{arrow}",), "dim"))
+            if self.settings.include_own_votes:
+                parts.append(header.Part(("own votes in human", "+own", ""), "dim", give=1))
+        snapshot = self.app.jobs_snapshot
+        jobs = jobs_bridge.summary(snapshot) if snapshot is not None else ""
+        if jobs:
+            parts.append(header.Part((jobs,), "cyan"))
+        return parts
+
+    @on(events.Resize)
+    def _refit_topbar(self) -> None:
+        self._update_topbar()
 
     def refresh_topbar(self) -> None:
         self._update_topbar()

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Container, VerticalScroll
+from textual.containers import Container
 from textual.widgets import Footer, Input, Static
 
 from ambiscope.tui.keys import bindings
@@ -21,10 +21,11 @@ from ambiscope.tui.screens.browser.audit import AuditActions
 from ambiscope.tui.screens.browser.navigation import NavigationActions
 from ambiscope.tui.screens.browser.tasks import TaskActions
 from ambiscope.tui.widgets.clip_table import ClipTable
-from ambiscope.tui.widgets.detail import DetailView
+from ambiscope.tui.widgets.detail import DetailPane, DetailView
 
 MIN_SIZE = (80, 24)
 WIDE = 140
+FOCUS_CYCLE = ("#table", "#detail-pane", "#filter")
 
 
 class BrowserScreen(NavigationActions, AuditActions, TaskActions):
@@ -45,7 +46,7 @@ class BrowserScreen(NavigationActions, AuditActions, TaskActions):
         yield Static("", id="size-warning")
         with Container(id="main"):
             yield ClipTable(page_size=self.settings.page_size, id="table")
-            with VerticalScroll(id="detail-pane"):
+            with DetailPane(id="detail-pane"):
                 yield DetailView(id="detail")
         yield Footer()
 
@@ -56,6 +57,28 @@ class BrowserScreen(NavigationActions, AuditActions, TaskActions):
 
     def on_resize(self) -> None:
         self._layout_for(self.size.width, self.size.height)
+
+    def action_focus_next(self) -> None:
+        """Tab: table -> detail -> filter -> table, past a hidden detail (the DOM order,
+        Screen's own chain, would put the filter first)."""
+        self._cycle_focus(1)
+
+    def action_focus_previous(self) -> None:
+        self._cycle_focus(-1)
+
+    def _cycle_focus(self, step: int) -> None:
+        panes = [w for w in (self.query_one(s) for s in FOCUS_CYCLE) if w.display]
+        current = self.focused if self.focused in panes else None
+        i = panes.index(current) if current is not None else -step
+        panes[(i + step) % len(panes)].focus()
+
+    def action_scroll_detail(self, pages: int) -> None:
+        """Page the detail from whichever pane has focus (ctrl+d / ctrl+u)."""
+        pane = self.query_one(DetailPane)
+        if pages > 0:
+            pane.scroll_page_down(animate=False)
+        else:
+            pane.scroll_page_up(animate=False)
 
     def _layout_for(self, width: int, height: int) -> None:
         self.set_class(width >= WIDE, "wide")

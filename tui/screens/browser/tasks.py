@@ -17,9 +17,9 @@ from ambiscope.core.browse.query import BrowseQuery
 from ambiscope.core.text import one_line
 from ambiscope.tui import data, export_bridge, jobs_bridge
 from ambiscope.tui.data import ClipDetail
-from ambiscope.tui.export_bridge import ExportRequest
+from ambiscope.tui.export_bridge import ExportRequest, ExportResult
 from ambiscope.tui.messages import ExportDone, JobsChanged, TaskFailed
-from ambiscope.tui.playback import NO_DEVICE_HELP
+from ambiscope.tui.playback import no_device_help, play_url
 from ambiscope.tui.screens.browser.detail import DetailLoading
 from ambiscope.tui.screens.modals import ExportModal, PromptModal
 from ambiscope.tui.screens.resample import ResampleModal, ResampleRequest
@@ -44,13 +44,15 @@ class TaskActions(DetailLoading):
             if not detail.audio_path.exists():
                 self.notify(f"audio file not found: {detail.audio_path}", severity="error")
                 return
-            self.app.deliver_binary(
-                detail.audio_path,
-                open_method="browser",
-                mime_type="audio/wav" if detail.audio_path.suffix.lower() == ".wav" else None,
-                name=f"play:{detail.clip.key}",
-            )
-            self.notify(f"sent {detail.clip.key} to the browser", timeout=3)
+            url = play_url(detail.clip.id)
+            if url is None:
+                self.notify(
+                    "listening in the page needs `ambiscope serve`; x exports the clip",
+                    severity="warning",
+                )
+                return
+            self.app.open_url(url)  # the page plays it in place (ambiscope.tui.web_audio)
+            self.notify(f"{detail.clip.key}: play / stop in this page", timeout=3)
             return
         player = self.app.player
         if player.playing == detail.clip.id:
@@ -87,7 +89,7 @@ class TaskActions(DetailLoading):
             else:
                 self._told_no_device = True
                 self.notify(
-                    NO_DEVICE_HELP.format(reason=message.message),
+                    no_device_help(message.message),
                     title="Cannot play audio here",
                     severity="warning",
                     timeout=15,
@@ -175,31 +177,31 @@ class TaskActions(DetailLoading):
         self.reload_detail()
 
     def action_export(self) -> None:
-        self.app.push_screen(
-            ExportModal(
-                export_bridge.subset_formats(),
-                export_bridge.table_formats(),
-                self.query_state.filter_text,
-                self.table.row_count,
-            ),
-            self._export_requested,
-        )
+        """The dialog runs the export itself, so an error keeps it open and says why."""
+        if self.refuse_while_filter_error("an export"):  # type: ignore[attr-defined]
+            return
+        query = self.query_state
 
-    def _export_requested(self, request: ExportRequest | None) -> None:
-        if request is not None:
-            self.run_export(request, self.query_state)
-
-    @work(thread=True, exclusive=True, group="export")
-    def run_export(self, request: ExportRequest, query: BrowseQuery) -> None:
-        try:
-            path, count = export_bridge.export(
+        def exporter(request: ExportRequest) -> ExportResult:
+            return export_bridge.export_result(
                 self.access,
                 request,
                 query,
                 self.settings.include_own_votes,
                 self.settings.bootstrap,
             )
-        except Exception as exc:
-            self.post_message(TaskFailed("export", one_line(exc)))
-            return
-        self.post_message(ExportDone(path, count, request.what))
+
+        self.app.push_screen(
+            ExportModal(
+                export_bridge.subset_formats(),
+                export_bridge.table_formats(),
+                query.filter_text,
+                self.table.row_count,
+                exporter=exporter,
+            ),
+            self._exported,
+        )
+
+    def _exported(self, result: ExportResult | None) -> None:
+        if result is not None:
+            self.post_message(ExportDone(result.path, result.count, result.what))
