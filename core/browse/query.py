@@ -48,6 +48,22 @@ SORTABLE: dict[str, tuple[str, str]] = {
     ),
 }
 
+# columns a workspace may leave empty everywhere -> a query finding one value (LIMIT 1)
+_PRESENCE: dict[str, str] = {
+    "split": "SELECT 1 FROM clips WHERE split IS NOT NULL AND split != '' LIMIT 1",
+    "flags": "SELECT 1 FROM flags LIMIT 1",
+    "tags": "SELECT 1 FROM tags LIMIT 1",
+    "vote": "SELECT 1 FROM votes v JOIN annotators a ON a.id = v.annotator_id "
+    "WHERE a.kind = 'self' LIMIT 1",
+}
+
+
+def empty_columns(conn: sqlite3.Connection) -> set[str]:
+    """Sortable columns no clip of the workspace has a value in: cycling the sort with `s`
+    skips them (sorting by an empty column reorders nothing). Each check reads one row."""
+    return {col for col, sql in _PRESENCE.items() if conn.execute(sql).fetchone() is None}
+
+
 _ROW_COLUMNS = (
     "c.id, c.key, d.name, c.split, h.majority, h.norm_entropy, h.ambiguity, "
     "{model_label}, {model_entropy}, {js}, {agree}, "

@@ -14,6 +14,7 @@ from textual import events, on, work
 from textual.widgets import Input
 
 from ambiscope.core.browse.filters import parse_filter
+from ambiscope.core.browse.query import empty_columns
 from ambiscope.core.scaling.strategies import preferred_strategy
 from ambiscope.core.text import one_line
 from ambiscope.tui import jobs_bridge
@@ -43,10 +44,16 @@ class NavigationActions(DetailLoading):
         self.call_after_refresh(self.table._scroll_to_cursor)
 
     def action_next_sort(self) -> None:
+        """The next visible column with a value somewhere (empty ones are skipped; a header
+        click still sorts by them)."""
+        with self.access.reader() as ws:
+            empty = empty_columns(ws.conn)
         visible = [
             c.id
             for c in COLUMNS
-            if c.id not in self.table.hidden and (self.query_state.has_model or not c.model)
+            if c.id not in self.table.hidden
+            and (self.query_state.has_model or not c.model)
+            and c.id not in empty
         ]
         current = self.query_state.sort
         i = visible.index(current) if current in visible else -1
