@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.command import CommandList, CommandPalette
-from textual.widgets import Checkbox, Footer, Input, OptionList, Select, Static
+from textual.widgets import Button, Checkbox, Footer, Input, OptionList, Select, Static
 from textual.widgets._footer import FooterKey
 
 from ambiscope.core import versions
@@ -104,20 +104,20 @@ async def test_export_dialog_refuses_a_full_folder_until_overwrite(
         await ready(pilot)
         dialog = await _open_export(pilot, app)
         dialog.query_one("#path", Input).value = str(target)
-        await pilot.click("#ok")
+        dialog.query_one("#ok", Button).press()  # as a click, without its coordinates
         await pilot.pause()
         status = str(dialog.query_one("#export-status", Static).render())
         assert app.screen is dialog  # still open, saying why, in the dialog's words
         assert "tick overwrite" in status and "--force" not in status
         dialog.query_one("#overwrite", Checkbox).value = True
         await pilot.pause()
-        await pilot.click("#ok")
+        dialog.query_one("#ok", Button).press()  # as a click, without its coordinates
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("escape")  # not replaced: back in the dialog
         await until(pilot, lambda: app.screen is dialog)
         assert "not replaced" in str(dialog.query_one("#export-status", Static).render())
         await pilot.pause()
-        await pilot.click("#ok")
+        dialog.query_one("#ok", Button).press()  # as a click, without its coordinates
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("enter")
         # the browser runs the checked request
@@ -141,7 +141,8 @@ async def test_export_dialog_with_an_exporter_stays_open_on_error(
         await app.push_screen(dialog, answers.append)
         dialog.query_one("#path", Input).value = str(tmp_path / "not-a-dir.txt")
         (tmp_path / "not-a-dir.txt").write_text("x")
-        await pilot.click("#ok")
+        app.screen.query_one("#ok", Button).press()
+        await pilot.pause()
         await pilot.pause()
         assert "not a folder" in str(dialog.query_one("#export-status", Static).render())
         # a failure inside the export (a bad format) is shown and the dialog stays
@@ -152,7 +153,8 @@ async def test_export_dialog_with_an_exporter_stays_open_on_error(
         status = str(dialog.query_one("#export-status", Static).render())
         assert status.startswith("not exported:") and "no-such-format" in status
         assert app.screen is dialog and not answers
-        await pilot.click("#ok")
+        app.screen.query_one("#ok", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: bool(answers), timeout=20)
     (result,) = answers
     assert isinstance(result, export_bridge.ExportResult)
@@ -179,7 +181,8 @@ async def test_metric_table_export_is_the_filtered_cli_table(
         await pilot.pause()
         assert "run and strategy as shown" in str(scope.render())
         dialog.query_one("#path", Input).value = str(out)
-        await pilot.click("#ok")
+        app.screen.query_one("#ok", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: out.with_name("metrics.md.provenance.json").exists(), 30)
     text = out.read_text()
     rows = [line for line in text.splitlines() if line.startswith("| demo")]

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from rich.text import Text
 from textual.pilot import Pilot
-from textual.widgets import DataTable, Input, OptionList, ProgressBar, Select, Static
+from textual.widgets import Button, DataTable, Input, OptionList, ProgressBar, Select, Static
 
 from ambiscope.db import Workspace, codec
 from ambiscope.db import jobs as job_rows
@@ -103,7 +103,8 @@ async def test_resample_refuses_a_missing_checkpoint(private: Path) -> None:
     app = make_app(private)
     async with app.run_test(size=SIZE) as pilot:
         await _resample_dialog(app, pilot, "./no/such/checkpoint")
-        await pilot.click("#ok")
+        app.screen.query_one("#ok", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: bool(_error(app)))
         assert _error(app) == "model directory not found: ./no/such/checkpoint"
         assert isinstance(app.screen, ResampleModal)  # still open, nothing queued
@@ -117,13 +118,15 @@ async def test_resample_refuses_clips_without_audio(private: Path, checkpoint: s
     async with app.run_test(size=SIZE) as pilot:
         modal = await _resample_dialog(app, pilot, checkpoint)
         key = modal.clip_key
-        await pilot.click("#ok")  # scope: this clip, checked in the dialog
+        app.screen.query_one("#ok", Button).press()  # scope: this clip, checked in the dialog
+        await pilot.pause()
         await until(pilot, lambda: bool(_error(app)))
         assert _error(app).startswith(f"no readable audio for {key} (")
         assert isinstance(app.screen, ResampleModal)
         modal.query_one("#scope", Select).value = "filter"  # every clip: checked on queueing
         await pilot.pause()
-        await pilot.click("#ok")
+        app.screen.query_one("#ok", Button).press()
+        await pilot.pause()
         await until(pilot, lambda: not isinstance(app.screen, ResampleModal))
         await until(pilot, lambda: any("re-sample" in n.message for n in app._notifications))
         (toast,) = [n.message for n in app._notifications if "re-sample" in n.message]
