@@ -123,8 +123,9 @@ class AmbiscopeApp(WorkspaceApp):
         self.call_from_thread(self._human_refreshed, changed)
 
     def _human_refreshed(self, changed: list[str]) -> None:
-        if changed:
-            self.notify(f"human distributions recomputed for {', '.join(changed)}", timeout=3)
+        if not changed:  # nothing recomputed: nothing on screen is stale
+            return
+        self.notify(f"human distributions recomputed for {', '.join(changed)}", timeout=3)
         browser = self.browser
         if browser is not None:
             browser.load_context()
