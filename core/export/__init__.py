@@ -93,10 +93,12 @@ Each writer is one function decorated with `@TABLE_FORMATS.register(name)` where
 defined (ambiscope.core.export.tables); listing the names imports that module only."""
 
 SUBSET_FORMATS: Registry[Any] = Registry(
-    "subset format", discover=("ambiscope.core.export.subset",)
+    "subset format",
+    discover=("ambiscope.core.export.subset", "ambiscope.core.export.label_studio"),
 )
-"""`--format` of `ambiscope export subset`: name -> writer(out_dir, records, labels) ->
-messages; metadata `audio=True` when the format needs each clip's audio file copied in."""
+"""`--format` of `ambiscope export subset`: name -> writer(out_dir, records, labels,
+options) -> messages; metadata `audio=True` when the format needs each clip's audio file
+copied in."""
 
 _API = {
     "ExportError": "ambiscope.core.export._common",

@@ -17,9 +17,11 @@ All rows are read inside one read transaction, so a worker writing meanwhile can
 the export mix two states; files are then written into a temporary directory next to the
 output and renamed into place at the end.
 
-Each format is one writer decorated with `@SUBSET_FORMATS.register(name, audio=...)`:
-it gets the output folder, the records (with `file_name` when the format declared
-`audio=True` and the audio was placed) and the label set, and returns messages to show.
+Each format is one writer decorated with `@SUBSET_FORMATS.register(name, audio=...)`
+in a module `SUBSET_FORMATS` discovers (csv/jsonl/audiofolder here, Label Studio in
+`label_studio.py`): it gets the output folder, the records (with `file_name` when the
+format declared `audio=True` and the audio was placed), the label set and the options,
+and returns messages to show.
 """
 
 from __future__ import annotations
@@ -30,12 +32,10 @@ import json
 import os
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
-from xml.sax.saxutils import quoteattr
 
 import numpy as np
 
@@ -58,9 +58,6 @@ from ambiscope.core.reference.human import snapshot_human
 from ambiscope.db import Clip, Dataset, Run, Workspace, codec
 
 AUDIO_DIR = "audio"
-LS_TASKS = "tasks.json"
-LS_CONFIG = "labeling_config.xml"
-LS_URL_PREFIX = "/data/local-files/?d="
 CSV_NESTED = ("human", "votes", "flags", "tags", "notes", "predictions")
 
 
@@ -73,6 +70,9 @@ class SubsetOptions:
     strategies: tuple[str, ...] = ()
     link: bool = False
     force: bool = False
+    # format-specific settings (e.g. Label Studio's `ls_root`); a format lists the keys it
+    # reads in its registry metadata `extra`
+    extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.format not in SUBSET_FORMATS:
@@ -445,21 +445,27 @@ def _jsonl(records: list[dict[str, Any]]) -> str:
 
 
 @SUBSET_FORMATS.register("audiofolder", audio=True)
-def write_audiofolder(out: Path, records: list[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+def write_audiofolder(
+    out: Path, records: list[dict[str, Any]], labels: Sequence[str], opts: SubsetOptions
+) -> list[str]:
     """`audio/` plus `metadata.jsonl`: `datasets.load_dataset("audiofolder", data_dir=OUT)`."""
     (out / "metadata.jsonl").write_text(_jsonl(records), encoding="utf-8")
     return []
 
 
 @SUBSET_FORMATS.register("csv", audio=False)
-def write_csv(out: Path, records: list[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+def write_csv(
+    out: Path, records: list[dict[str, Any]], labels: Sequence[str], opts: SubsetOptions
+) -> list[str]:
     """`clips.csv`: every selected clip, nested fields as JSON text."""
     (out / "clips.csv").write_text(_csv(records), encoding="utf-8")
     return []
 
 
 @SUBSET_FORMATS.register("jsonl", audio=False)
-def write_jsonl(out: Path, records: list[dict[str, Any]], labels: Sequence[str]) -> list[str]:
+def write_jsonl(
+    out: Path, records: list[dict[str, Any]], labels: Sequence[str], opts: SubsetOptions
+) -> list[str]:
     """`clips.jsonl`: every selected clip, one JSON object per line."""
     (out / "clips.jsonl").write_text(_jsonl(records), encoding="utf-8")
     return []
@@ -478,80 +484,6 @@ def _csv(records: list[dict[str, Any]]) -> str:
             }
         )
     return buf.getvalue()
-
-
-def labeling_config(labels: Sequence[str], *, transcript: bool) -> str:
-    """Label Studio config: audio, several emotions may be chosen, transcript if any."""
-    choices = "\n".join(f"    <Choice value={quoteattr(label)}/>" for label in labels)
-    text = '  <Text name="transcript" value="$transcript"/>\n' if transcript else ""
-    return (
-        "<View>\n"
-        '  <Audio name="audio" value="$audio"/>\n'
-        f"{text}"
-        '  <Choices name="emotion" toName="audio" choice="multiple" showInline="true">\n'
-        f"{choices}\n"
-        "  </Choices>\n"
-        "</View>\n"
-    )
-
-
-def _ls_task(index: int, record: dict[str, Any], key: str) -> dict[str, Any]:
-    data = {
-        "audio": LS_URL_PREFIX + quote(record["file_name"]),
-        "key": key,
-        "dataset": record["dataset"],
-        "clip_id": record["clip_id"],
-        "transcript": record["transcript"] or "",
-        **{f: record[f] for f in ("split", "speaker", "gender") if record[f]},
-        "human": record["human"],
-        "ambiguity": record["ambiguity"],
-    }
-    predictions = []
-    for p in record["predictions"]:
-        score = max(p["distribution"].values())
-        predictions.append(
-            {
-                "model_version": f"{p['run_label']} / {p['strategy']}",
-                "score": score,
-                "result": [
-                    {
-                        "id": f"r{p['run']}-{p['strategy']}",
-                        "from_name": "emotion",
-                        "to_name": "audio",
-                        "type": "choices",
-                        "value": {"choices": [p["label"]]},
-                        "score": score,
-                    }
-                ],
-            }
-        )
-    return {"id": index, "data": data, "predictions": predictions}
-
-
-def _ls_keys(records: list[dict[str, Any]]) -> list[str]:
-    """Clip keys as task keys; `dataset/key` for all when two datasets share a key."""
-    keys = [r["key"] for r in records]
-    if len(set(keys)) == len(keys):
-        return keys
-    return [f"{r['dataset']}/{r['key']}" for r in records]
-
-
-@SUBSET_FORMATS.register("label-studio", audio=True)
-def write_label_studio(
-    out: Path, records: list[dict[str, Any]], labels: Sequence[str]
-) -> list[str]:
-    """`tasks.json` (model distributions as predictions) and `labeling_config.xml`."""
-    keys = _ls_keys(records)
-    tasks = [_ls_task(i + 1, r, k) for i, (r, k) in enumerate(zip(records, keys, strict=True))]
-    (out / LS_TASKS).write_text(dumps(tasks) + "\n", encoding="utf-8")
-    has_text = any(r["transcript"] for r in records)
-    (out / LS_CONFIG).write_text(labeling_config(labels, transcript=has_text), encoding="utf-8")
-    return [
-        "Label Studio: create a project with labeling_config.xml, enable local files "
-        f"(LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true, LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT="
-        f"<this folder>), import {LS_TASKS}; re-import the finished export with "
-        "`ambiscope import label-studio EXPORT.json --audio-root <this folder>`",
-    ]
 
 
 def _labels(snapshot: _Snapshot) -> tuple[str, ...]:
@@ -586,7 +518,7 @@ def export_subset(ws: Workspace, out: str | Path, opts: SubsetOptions) -> Subset
                     f"to export as {opts.format} ({_skip_text(skipped)}); "
                     f"use --format {' or '.join(without)}"
                 )
-        messages += SUBSET_FORMATS[opts.format](tmp, records, _labels(snap))
+        messages += SUBSET_FORMATS[opts.format](tmp, records, _labels(snap), opts)
         counts = {
             "selected": len(snap.records),
             "exported": len(records),

@@ -16,7 +16,8 @@ from ambiscope.core.audio import write_wav
 from ambiscope.core.corpora import import_corpus
 from ambiscope.core.corpora.base import ImportOptions
 from ambiscope.core.export._common import ExportError, NameAllocator, safe_stem
-from ambiscope.core.export.subset import SubsetOptions, export_subset, labeling_config
+from ambiscope.core.export.label_studio import labeling_config
+from ambiscope.core.export.subset import SubsetOptions, export_subset
 from ambiscope.db import ClipIn, Prediction, VoteIn, Workspace
 from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
