@@ -25,8 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ambiscope.core.browse.filters import select_clip_ids
-from ambiscope.core.browse.query import BrowseQuery, count_rows
+from ambiscope.core.browse.query import BrowseQuery, count_rows, select_clip_ids
 from ambiscope.core.corpora import import_corpus
 from ambiscope.core.corpora.base import ImportOptions
 from ambiscope.db import Workspace, WorkspaceError

@@ -363,22 +363,3 @@ def clip_query(
         params.append(dataset_id)
     sql += f" ORDER BY {order_by}"
     return sql, params
-
-
-def select_clip_ids(
-    conn: Any,
-    text: str | None,
-    *,
-    dataset_id: int | None = None,
-    run_id: int | None = None,
-    strategy: str | None = None,
-    limit: int | None = None,
-) -> list[int]:
-    """Clip ids matching a filter, in id order."""
-    flt = parse_filter(text)
-    sql, params = clip_query(flt, dataset_id=dataset_id, run_id=run_id, strategy=strategy)
-    if limit is not None:
-        sql += " LIMIT ?"
-        params.append(int(limit))
-    with filter_errors(flt):
-        return [row[0] for row in conn.execute(sql, params)]

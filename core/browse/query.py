@@ -22,7 +22,13 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from ambiscope.core.browse.filters import CHECKED_FIELDS, Filter, clip_query, parse_filter
+from ambiscope.core.browse.filters import (
+    CHECKED_FIELDS,
+    Filter,
+    clip_query,
+    filter_errors,
+    parse_filter,
+)
 from ambiscope.db import codec
 
 # column id -> (header, SQL expression used for sorting)
@@ -132,9 +138,17 @@ def check_filter(
     flt = parse_filter(query.filter_text)
     if matched and not flt.negates_checked:
         return flt
-    return parse_filter(
-        query.filter_text, known=lambda field: known_values(conn, field, query.dataset_id)
-    )
+    return checked_filter(conn, query.filter_text, query.dataset_id)
+
+
+def checked_filter(
+    conn: sqlite3.Connection, text: str | None, dataset_id: int | None = None
+) -> Filter:
+    """`text` parsed with its `split:`, `gender:`, `label:`, `dataset:`... values checked
+    against those present in one dataset (or the whole workspace): what `sample --where`,
+    `enqueue`, `metrics` and `export subset` run first, so a typo gets the TUI's one line
+    listing the valid values instead of an empty selection or a silently empty table."""
+    return parse_filter(text, known=lambda field: known_values(conn, field, dataset_id))
 
 
 def _order(query: BrowseQuery) -> str:
@@ -536,3 +550,27 @@ def known_values(
         ("known", field, dataset_id),
         lambda: tuple(distinct_values(conn, column, dataset_id)),
     )
+
+
+def select_clip_ids(
+    conn: sqlite3.Connection,
+    where: str | Filter | None,
+    *,
+    dataset_id: int | None = None,
+    run_id: int | None = None,
+    strategy: str | None = None,
+    limit: int | None = None,
+) -> list[int]:
+    """Clip ids matching a filter, in id order.
+
+    Filter text is checked against the dataset's values first (`checked_filter`); a
+    selection spanning several datasets passes the `Filter` it checked once against all of
+    them (a split one dataset lacks is no error when another has it).
+    """
+    flt = where if isinstance(where, Filter) else checked_filter(conn, where, dataset_id)
+    sql, params = clip_query(flt, dataset_id=dataset_id, run_id=run_id, strategy=strategy)
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    with filter_errors(flt):
+        return [row[0] for row in conn.execute(sql, params)]

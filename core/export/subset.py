@@ -149,18 +149,19 @@ _IN_IDS = "IN (SELECT value FROM json_each(?))"
 
 
 def _select(ws: Workspace, opts: SubsetOptions, datasets: list[Dataset]) -> list[int]:
-    from ambiscope.core.browse.filters import clip_query, parse_filter
+    from ambiscope.core.browse.query import checked_filter, select_clip_ids
 
-    flt = parse_filter(opts.where)
+    within = datasets[0].id if len(datasets) == 1 else None
+    flt = checked_filter(ws.conn, opts.where, within)
     ids: list[int] = []
     for ds in datasets:
-        sql, params = clip_query(
+        ids += select_clip_ids(
+            ws.conn,
             flt,
             dataset_id=ds.id,
             run_id=opts.runs[0] if opts.runs else None,
             strategy=opts.strategies[0] if opts.strategies else None,
         )
-        ids += [r[0] for r in ws.conn.execute(sql, params)]
     return ids
 
 

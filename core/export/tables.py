@@ -298,7 +298,7 @@ def plan_metrics(
     options: TableOptions | None = None,
 ) -> MetricsPlan:
     """Validate the selection and refresh stale human caches (call outside a snapshot)."""
-    from ambiscope.core.browse.filters import parse_filter
+    from ambiscope.core.browse.query import checked_filter
 
     options = options or TableOptions()
     if options.conventions is None:
@@ -309,7 +309,8 @@ def plan_metrics(
     dss = [ds for ds in dss if any(r.dataset_id == ds.id for r in selected)]
     check_strategies(ws, selected, strategies)
     strategies = _with_baseline(ws, selected, strategies, options.baseline)
-    parse_filter(where)  # a bad filter fails before any work
+    within = dss[0].id if len(dss) == 1 else None
+    checked_filter(ws.conn, where, within)  # a bad filter fails before any work
     prepare_references(ws, dss, options.conventions)
     return MetricsPlan(tuple(dss), tuple(selected), tuple(strategies), where, reference, options)
 
@@ -318,17 +319,19 @@ def read_metrics(
     ws: Workspace, plan: MetricsPlan, *, export: str = "metrics"
 ) -> tuple[list[MemberData], dict[str, Any]]:
     """(aligned members, provenance); call inside `ws.snapshot()`."""
-    from ambiscope.core.browse.filters import select_clip_ids
+    from ambiscope.core.browse.query import checked_filter, select_clip_ids
 
     warnings: list[str] = []
     members: list[MemberData] = []
+    within = plan.datasets[0].id if len(plan.datasets) == 1 else None
+    where = checked_filter(ws.conn, plan.where, within) if plan.where else None
     for ds in plan.datasets:
         data = load_dataset(ws, ds, plan.reference, plan.options.conventions)
         clip_ids = None
-        if plan.where and plan.where.strip():
+        if where is not None and plan.where.strip():
             selected = select_clip_ids(
                 ws.conn,
-                plan.where,
+                where,
                 dataset_id=ds.id,
                 run_id=plan.runs[0].id if plan.runs else None,
                 strategy=plan.strategies[0] if plan.strategies else None,

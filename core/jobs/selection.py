@@ -60,7 +60,7 @@ def resolve_clip_selection(
 ) -> list[int]:
     """Clip ids of `ds`: the listed ones matching `where` (no list: every match), at most
     `limit`. Unknown ids and an empty selection are errors, not an empty job."""
-    from ambiscope.core.browse.filters import select_clip_ids
+    from ambiscope.core.browse.query import select_clip_ids
 
     if not clip_ids:
         ids = select_clip_ids(ws.conn, where, dataset_id=ds.id, limit=limit)

@@ -36,7 +36,7 @@ import numpy as np
 
 from ambiscope.core.alm.base import AudioInput, Backend, BackendError
 from ambiscope.core.audio import AudioError, load_audio
-from ambiscope.core.browse.filters import select_clip_ids
+from ambiscope.core.browse.query import select_clip_ids
 from ambiscope.core.paths import dataset_file
 from ambiscope.core.reference.distributions import entropy_bits
 from ambiscope.core.reference.prediction_scores import ReferenceScorer

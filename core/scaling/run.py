@@ -44,6 +44,7 @@ from ambiscope.core.alm.prompts import (
     template_text,
 )
 from ambiscope.core.audio import AudioError
+from ambiscope.core.browse.query import checked_filter
 from ambiscope.core.conventions import resolve
 from ambiscope.core.reference.human import load_human
 from ambiscope.core.reference.prediction_scores import ReferenceScorer
@@ -605,6 +606,8 @@ def execute_run(
 ) -> RunResult:
     """Create or resume the run for `spec` and process the selected clips in order."""
     ds = ws.get_dataset(spec.dataset)
+    if where:  # a typo in the filter fails before a model loads or a run is created
+        checked_filter(ws.conn, where, ds.id)
     template = load_prompt(spec)
     with ExitStack() as stack:
         pool = None

@@ -11,8 +11,8 @@ from ambiscope.core.browse.filters import (
     MAX_FILTER_TERMS,
     FilterError,
     parse_filter,
-    select_clip_ids,
 )
+from ambiscope.core.browse.query import select_clip_ids
 from ambiscope.core.reference.human import refresh_human
 from ambiscope.db import ClipIn, Prediction, RunIn, VoteIn, Workspace
 
@@ -98,7 +98,6 @@ def keys(ws, text, **kw):
         ("100%", ["b_2"]),
         ("key:_2", ["b_2"]),
         ("dataset:toy split:train", ["a_1"]),
-        ("dataset:other", []),
     ],
 )
 def test_terms(ws, text, expected):
@@ -140,6 +139,14 @@ def test_absurd_filters_are_refused_up_front(ws, text, message):
     with pytest.raises(FilterError) as info:
         select_clip_ids(ws.conn, text)
     assert str(info.value) == f"filter {text[:60] + '...'!r}: {message}"
+
+
+def test_values_not_in_the_dataset_are_an_error_not_an_empty_selection(ws):
+    """Issue 16: the CLI's selections check values as the TUI does."""
+    with pytest.raises(FilterError, match=r"dataset:other: .*\(datasets: toy\)"):
+        select_clip_ids(ws.conn, "dataset:other")
+    with pytest.raises(FilterError, match=r"no clip has split 'tset'; did you mean test"):
+        select_clip_ids(ws.conn, "-split:tset", dataset_id=ws.get_dataset("toy").id)
 
 
 def test_filters_at_the_caps_still_run(ws):

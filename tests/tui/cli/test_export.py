@@ -91,6 +91,11 @@ def test_metrics_all_and_baseline_none(demo_db: Path) -> None:  # noqa: F811
         (["export", "subset", "--where", "flag:none-set", "OUT"], "no clips match"),
         (["export", "subset", "--where", "js>0.2", "OUT"], "needs a run and a strategy"),
         (["export", "subset", "--run", "5", "OUT"], "no run with id 5"),
+        # issue 16: values are checked against the workspace, as in the TUI
+        (["export", "subset", "--where", "split:tset", "OUT"], "did you mean test"),
+        (["export", "subset", "--where", "gender:X", "OUT"], "no clip has gender 'X'"),
+        (["metrics", "--where", "-split:tset"], "did you mean test"),
+        (["metrics", "--where", "dataset:demmo"], "did you mean demo"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(
@@ -126,7 +131,7 @@ def test_export_subset_command(demo_db: Path, tmp_path: Path) -> None:  # noqa: 
     )
     assert result.exit_code == 0, result.output
     with Workspace.open(demo_db) as ws:
-        from ambiscope.core.browse.filters import select_clip_ids
+        from ambiscope.core.browse.query import select_clip_ids
 
         expected = len(select_clip_ids(ws.conn, "ambiguity:high -split:train"))
     assert f"exported {expected} of {expected} clips as label-studio" in result.output

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from ambiscope.db import Workspace
 from ambiscope.tui.cli.main import MAX_MESSAGE, main
+from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
 
 def one_line(db: Path, *args: str) -> str:
@@ -53,3 +55,23 @@ def test_bad_family_and_batch_size_are_usage_errors(tmp_path: Path, args, says) 
     result = CliRunner().invoke(main, ["--db", str(tmp_path / "w.db"), *args])
     assert result.exit_code == 2 and says in result.output
     assert not (tmp_path / "OUT").exists() and not (tmp_path / "w.db").exists()
+
+
+@pytest.mark.parametrize("command", [["sample"], ["enqueue", "resample"]])
+def test_a_filter_typo_fails_before_a_model_loads_or_a_run_is_made(
+    demo_db: Path,  # noqa: F811
+    tmp_path: Path,
+    command: list[str],
+) -> None:
+    """Issue 16: `--where` values are checked against the workspace as in the TUI; the
+    model path does not exist, so reaching the model would be a different error."""
+    def counts() -> tuple[int, int]:
+        with Workspace.open(demo_db) as ws:
+            runs = ws.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+            return runs, ws.conn.execute("SELECT count(*) FROM jobs").fetchone()[0]
+
+    before = counts()
+    args = [*command, "-d", "demo", "-m", str(tmp_path / "no-model"), "--where", "split:tset"]
+    said = one_line(demo_db, *args)
+    assert "split:tset: no clip has split 'tset'" in said and "did you mean test" in said
+    assert counts() == before
