@@ -65,6 +65,7 @@ def test_a_filter_typo_fails_before_a_model_loads_or_a_run_is_made(
 ) -> None:
     """Issue 16: `--where` values are checked against the workspace as in the TUI; the
     model path does not exist, so reaching the model would be a different error."""
+
     def counts() -> tuple[int, int]:
         with Workspace.open(demo_db) as ws:
             runs = ws.conn.execute("SELECT count(*) FROM runs").fetchone()[0]
