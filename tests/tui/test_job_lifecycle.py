@@ -246,3 +246,39 @@ def test_fit_shortens_the_parts_that_give_most_first() -> None:
     shortest = header.fit(parts, 10)  # the kept parts stay; the line ends in … on screen
     assert (shortest.plain, shortest.overflow) == ("12/40 · run #3 model · sort js↓", "ellipsis")
     assert isinstance(shortest, Text)
+
+
+# ------------------------------------------------------------------ snapshots at 80x24
+async def _resample_dialog_open(pilot: Pilot[None]) -> None:
+    modal = await _resample_dialog(pilot.app, pilot, "./checkpoint")  # type: ignore[arg-type]
+    await until(pilot, lambda: bool(modal.clip_key))
+    await pilot.pause(0.1)
+
+
+async def _jobs_listed(pilot: Pilot[None]) -> None:
+    app: AmbiscopeApp = pilot.app  # type: ignore[assignment]
+    await ready(pilot)
+    app.poll_jobs()
+    await until(pilot, lambda: app.jobs_snapshot is not None)
+    await pilot.press("J")
+    await until(pilot, lambda: isinstance(app.screen, JobsScreen))
+    table = app.screen.query_one(DataTable)
+    await until(pilot, lambda: table.row_count == 3)
+    await pilot.press("down")  # the running job: its bar and log below the table
+    await pilot.pause(0.1)
+
+
+def test_resample_dialog_80x24(snap_compare, private: Path) -> None:
+    assert snap_compare(make_app(private), terminal_size=SIZE, run_before=_resample_dialog_open)
+
+
+def test_jobs_screen_80x24(snap_compare, private: Path) -> None:
+    """A finished re-sample that made run #N, one running and one failed: the failed one
+    has no bar, the title counts each status, no clock or path is on screen."""
+    new_run = add_stored_run(private, seed=5)
+    with Workspace.open(private) as ws:
+        done = _add_job(private, "done", 24, 24)
+        _set_job(ws, done, "done", 24, run_id=new_run, created=True)
+    _add_job(private, "running", 3, 24)
+    _add_job(private, "failed", 1, 1, error="all 1 clips failed: no audio file")
+    assert snap_compare(make_app(private), terminal_size=SIZE, run_before=_jobs_listed)

@@ -109,11 +109,13 @@ class JobsScreen(AppScreen):
         if snapshot.rows:
             table.move_cursor(row=min(keep, len(snapshot.rows) - 1))
         workers = (
-            "; ".join(snapshot.workers) if snapshot.workers else "no live worker (w starts one)"
+            "workers: " + "; ".join(snapshot.workers)
+            if snapshot.workers
+            else "no worker: w starts one"
         )
         counts = jobs_bridge.status_counts(snapshot)
         by_status = "".join(f" · {counts[s]} {s}" for s in STATUS_STYLE if counts[s])
-        title = f"Jobs · {len(snapshot.rows)}{by_status} · workers: {workers}"
+        title = f"Jobs · {len(snapshot.rows)}{by_status} · {workers}"
         self.query_one("#jobs-title", Static).update(title)
         self._show_selected()
 

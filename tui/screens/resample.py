@@ -121,7 +121,7 @@ def kept_settings(spec: RunSpec) -> str:
 
     defaults = RunSpec(dataset=spec.dataset, model=spec.model)
     kept = [
-        f"{f.name}={getattr(spec, f.name)}"
+        f"{f.name} unset" if getattr(spec, f.name) is None else f"{f.name}={getattr(spec, f.name)}"
         for f in fields(RunSpec)
         if f.name not in (*FORM_FIELDS, "dataset", "name")
         and getattr(spec, f.name) != getattr(defaults, f.name)

@@ -410,7 +410,9 @@ def test_enqueue_resample_freezes_the_selection(tmp_path: Path) -> None:
         with pytest.raises(WorkspaceError, match="not in this dataset: 999"):
             enqueue_resample(ws, spec, clip_ids=[clips[0], 999])
         with pytest.raises(WorkspaceError, match="matches no clips"):
-            enqueue_resample(ws, spec, where="split:nope")
+            enqueue_resample(ws, spec, where="key:no-such-clip")
+        with pytest.raises(ValueError, match="no clip has split 'nope' \\(splits: test, train\\)"):
+            enqueue_resample(ws, spec, where="split:nope")  # a typo, said as one
 
 
 def test_worker_command_is_the_documented_one(tmp_path: Path) -> None:
