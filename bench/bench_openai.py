@@ -34,6 +34,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from benchlib import print_targets, tiny_workbench
+
 TARGETS = {"speedup": (">=", 2.0), "mean_in_flight": (">=", 6.0)}
 
 
@@ -114,14 +116,9 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    from ambiscope.core.alm.tiny import build_tiny_model
-    from ambiscope.core.demo import DemoSpec, build_demo
-
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = build_tiny_model(work / "tiny")
-        base = work / "base.db"
-        build_demo(base, DemoSpec(n_clips=args.clips, seed=3))
+        model, base = tiny_workbench(work, args.clips)
         ports = [_free_port(), _free_port()]
         urls = [f"http://127.0.0.1:{p}/v1" for p in ports]
         procs = [start_replica(model, p) for p in ports]
@@ -165,9 +162,7 @@ def main() -> int:
         f"  clips in flight (--concurrency {args.concurrency}), two replicas: {two:.2f} "
         f"clips/s ({two / one:.2f}x); requests in flight on average {summary['mean_in_flight']:.1f}"
     )
-    for key, (op, target) in TARGETS.items():
-        ok = summary[key] >= target if op == ">=" else summary[key] <= target
-        print(f"{key:>16}: {summary[key]:.2f} (target {op} {target:g}) {'ok' if ok else 'MISSES'}")
+    print_targets(summary, TARGETS)
     print(json.dumps({"bench": "openai", "clips": args.clips, "median": summary, "runs": times}))
     return 0
 

@@ -29,6 +29,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchlib import print_targets, tiny_workbench
+
 TARGETS = {"speedup_2_actors": (">=", 1.6), "overhead_1_actor": ("<=", 0.15)}
 
 
@@ -58,8 +60,6 @@ def main() -> int:
     import torch
 
     from ambiscope.core.alm.backends.transformers.backend import TransformersBackend
-    from ambiscope.core.alm.tiny import build_tiny_model
-    from ambiscope.core.demo import DemoSpec, build_demo
     from ambiscope.core.scaling.run import RunSpec
 
     torch.set_num_threads(1)
@@ -68,9 +68,7 @@ def main() -> int:
     startup: dict[str, list[float]] = {name: [] for name in rates}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        model = build_tiny_model(work / "tiny")
-        base = work / "base.db"
-        build_demo(base, DemoSpec(n_clips=args.clips, seed=3))
+        model, base = tiny_workbench(work, args.clips)
         common = dict(
             dataset="demo",
             model=str(model),
@@ -113,9 +111,7 @@ def main() -> int:
             f"  {name:>13}: {value:.2f} clips/s "
             f"(start-up {statistics.median(startup[name]):.1f} s, not counted)"
         )
-    for key, (op, target) in TARGETS.items():
-        ok = summary[key] >= target if op == ">=" else summary[key] <= target
-        print(f"{key:>17}: {summary[key]:.2f} (target {op} {target:g}) {'ok' if ok else 'MISSES'}")
+    print_targets(summary, TARGETS)
     print(json.dumps({"bench": "ray", "clips": args.clips, "median": summary, "runs": rates}))
     return 0
 

@@ -1,4 +1,5 @@
-"""What several bench scripts share: simulated crowd votes and the peak-RSS reading.
+"""What several bench scripts share: simulated crowd votes, the peak-RSS reading, a tiny
+model beside a demo workspace, and the target lines every bench prints.
 
 Imported as `from benchlib import ...`: a script run as `python bench/NAME.py` has bench/
 first on sys.path. The package itself comes from the installed project (`make install`).
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import resource
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 
@@ -64,3 +67,24 @@ def peak_rss_mb() -> float:
     """Peak resident set size of this process (ru_maxrss is KiB on Linux, bytes on macOS)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
+
+
+def tiny_workbench(work: Path, clips: int) -> tuple[Path, Path]:
+    """(a tiny random-weight checkpoint, a demo workspace of `clips` clips) under `work`;
+    each timed round copies the workspace so every round starts from the same state."""
+    from ambiscope.core.alm.tiny import build_tiny_model
+    from ambiscope.core.demo import DemoSpec, build_demo
+
+    model = build_tiny_model(work / "tiny")
+    base = work / "base.db"
+    build_demo(base, DemoSpec(n_clips=clips, seed=3))
+    return model, base
+
+
+def print_targets(summary: Mapping[str, float], targets: Mapping[str, tuple[str, float]]) -> None:
+    """One line per target: the measured median, the target and `ok` or `MISSES`."""
+    width = max(map(len, targets))
+    for key, (op, target) in targets.items():
+        ok = summary[key] >= target if op == ">=" else summary[key] <= target
+        verdict = "ok" if ok else "MISSES"
+        print(f"{key:>{width}}: {summary[key]:.2f} (target {op} {target:g}) {verdict}")

@@ -25,13 +25,8 @@ from ambiscope.core.conventions import Conventions
 from ambiscope.core.export._common import ExportError
 from ambiscope.core.reference.human import (
     HumanData,
-    HumanOptions,
-    compute_human,
-    dataset_clip_ids,
     ensure_human,
     human_options,
-    is_fresh,
-    read_human,
     snapshot_human,
 )
 from ambiscope.core.reference.pooled import load_reference, rows_of
@@ -57,21 +52,6 @@ def prepare_references(
             ensure_human(ws, ds, None if conventions is None else human_options(conventions, ds))
         except sqlite3.OperationalError:  # busy: another process holds the write lock
             continue
-
-
-def snapshot_reference(
-    ws: Workspace, ds: Dataset, options: HumanOptions | None = None
-) -> tuple[HumanData, str]:
-    """`snapshot_human` under explicit options (read-only): the cache when it was computed
-    with them and covers every clip, else the reference computed in memory."""
-    if options is None:
-        return snapshot_human(ws, ds)
-    current = ws.get_dataset(ds.id)
-    if is_fresh(ws, current, options):
-        human = read_human(ws, current)
-        if np.array_equal(human.clip_ids, dataset_clip_ids(ws, current)):
-            return human, "human-vote cache"
-    return compute_human(ws, current, options), f"votes of kind {'+'.join(options.kinds)}"
 
 
 # ------------------------------------------------------------------------ selection
@@ -166,7 +146,7 @@ def load_dataset(
     """A dataset's reference (inside a snapshot) and the clip columns to group by; the
     human reference under `conventions` (default: the workspace's)."""
     options = None if conventions is None else human_options(conventions, ds)
-    human, source = snapshot_reference(ws, ds, options)
+    human, source = snapshot_human(ws, ds, options)
     if reference != "human":
         human = load_reference(ws, human.dataset, reference, human=human)  # only reads
         source = f"{reference} votes (ambiguity levels from the human votes)"

@@ -304,15 +304,18 @@ def load_human(
     return read_human(ws, ds)
 
 
-def snapshot_human(ws: Workspace, dataset: Dataset) -> tuple[HumanData, str]:
+def snapshot_human(
+    ws: Workspace, dataset: Dataset, options: HumanOptions | None = None
+) -> tuple[HumanData, str]:
     """(human reference, where it came from), read-only: safe inside a read snapshot.
 
-    The cache when it is fresh and covers every clip; otherwise (votes changed since the
-    last refresh, or clips were added) the reference is computed in memory from the votes
-    the snapshot sees, so it never disagrees with them.
+    Under `options` (default: the workspace's conventions). The cache when it was computed
+    with them, is fresh and covers every clip; otherwise (votes changed since the last
+    refresh, clips were added, other options) the reference is computed in memory from the
+    votes the snapshot sees, so it never disagrees with them.
     """
     ds = ws.get_dataset(dataset.id)
-    options = default_options(ws, ds)
+    options = options or default_options(ws, ds)
     if is_fresh(ws, ds, options):
         human = read_human(ws, ds)
         if np.array_equal(human.clip_ids, dataset_clip_ids(ws, ds)):

@@ -145,6 +145,39 @@ def _ordering_metrics(
     return {"js": js, "bc": bc, "combined_js": cjs, "combined_bc": cbc}, has
 
 
+@dataclass(frozen=True)
+class _Inputs:
+    """What both curve builders start from: rater labels (n, K), the human distributions
+    (n, L), the counts synthetic votes pool with, and the groups as names and masks."""
+
+    labels: np.ndarray
+    P: np.ndarray
+    counts: np.ndarray
+    options: DistributionOptions
+    names: list[str]
+    masks: list[np.ndarray]
+
+    @classmethod
+    def of(
+        cls,
+        labels: np.ndarray,
+        human_dist: np.ndarray,
+        human_counts: np.ndarray | None,
+        options: DistributionOptions | None,
+        groups: np.ndarray | None,
+        group_order: Sequence[str],
+    ) -> _Inputs:
+        labels = np.asarray(labels, dtype=np.int64)
+        P = np.asarray(human_dist, dtype=np.float64)
+        n = labels.shape[0]
+        if P.shape[0] != n:
+            raise ValueError(f"labels cover {n} clips but human_dist has {P.shape[0]} rows")
+        counts = P if human_counts is None else np.asarray(human_counts, dtype=np.float64)
+        names = _group_names(groups, n, group_order)
+        masks = [np.ones(n, dtype=bool) if g == ALL else (np.asarray(groups) == g) for g in names]
+        return cls(labels, P, counts, options or DistributionOptions(), names, masks)
+
+
 def alignment_curves(
     labels: np.ndarray,
     human_dist: np.ndarray,
@@ -162,17 +195,18 @@ def alignment_curves(
     what the combined distribution pools the synthetic votes with; pass the real weighted
     vote counts so each synthetic rater weighs as much as one human rater.
     """
-    labels = np.asarray(labels, dtype=np.int64)
-    P = np.asarray(human_dist, dtype=np.float64)
-    n, K = labels.shape
-    if P.shape[0] != n:
-        raise ValueError(f"labels cover {n} clips but human_dist has {P.shape[0]} rows")
     if orderings < 1:
         raise ValueError("--orderings must be >= 1")
-    counts = P if human_counts is None else np.asarray(human_counts, dtype=np.float64)
-    opts = options or DistributionOptions()
-    names = _group_names(groups, n, group_order)
-    masks = [np.ones(n, dtype=bool) if g == ALL else (np.asarray(groups) == g) for g in names]
+    data = _Inputs.of(labels, human_dist, human_counts, options, groups, group_order)
+    labels, P, counts, opts, names, masks = (
+        data.labels,
+        data.P,
+        data.counts,
+        data.options,
+        data.names,
+        data.masks,
+    )
+    n, K = labels.shape
     rng = np.random.default_rng(seed)
     perms = [rng.permutation(K) for _ in range(orderings)]
     sums = {m: np.zeros((len(names), orderings, K)) for m in METRICS}
@@ -248,17 +282,18 @@ def sampled_curves(
 ) -> dict[str, Curve]:
     """Curves like `alignment_curves`, but each k from its own sample of k raters per clip
     (the sampled-grid rule of the module docstring; `sd` is over repeats)."""
-    labels = np.asarray(labels, dtype=np.int64)
-    P = np.asarray(human_dist, dtype=np.float64)
-    n, K = labels.shape
-    if P.shape[0] != n:
-        raise ValueError(f"labels cover {n} clips but human_dist has {P.shape[0]} rows")
     if repeats < 1:
         raise ValueError("saturation_repeats must be >= 1")
-    counts = P if human_counts is None else np.asarray(human_counts, dtype=np.float64)
-    opts = options or DistributionOptions()
-    names = _group_names(groups, n, group_order)
-    masks = [np.ones(n, dtype=bool) if g == ALL else (np.asarray(groups) == g) for g in names]
+    data = _Inputs.of(labels, human_dist, human_counts, options, groups, group_order)
+    labels, P, counts, opts, names, masks = (
+        data.labels,
+        data.P,
+        data.counts,
+        data.options,
+        data.names,
+        data.masks,
+    )
+    n, K = labels.shape
     valid = [labels[i][labels[i] >= 0].tolist() for i in range(n)]
     sums = {m: np.zeros((len(names), repeats, K)) for m in METRICS}
     used = {m: np.zeros((len(names), repeats, K)) for m in METRICS}

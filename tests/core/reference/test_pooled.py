@@ -22,7 +22,8 @@ from ambiscope.core.reference.pooled import (
 from ambiscope.core.reference.prediction_scores import ReferenceScorer, clip_scores
 from ambiscope.core.synthetic.raters import execute_synthetic
 from ambiscope.db import ClipIn, Workspace
-from tests.core.synthetic.test_raters import FakeBackend, demo_db, spec
+from tests.core.synthetic.conftest import demo_db
+from tests.core.synthetic.test_raters import FakeBackend, spec
 
 __all__ = ["demo_db"]  # the fixture, imported for pytest
 

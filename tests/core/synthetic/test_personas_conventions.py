@@ -4,16 +4,14 @@ and speaker in every prompt, the official parser, and their place in a run's ide
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from ambiscope.core.alm.base import AudioInput, Candidate, ChatPrompt, GenerationParams
+from ambiscope.core.alm.base import ChatPrompt, GenerationParams
 from ambiscope.core.conventions import preset
-from ambiscope.core.demo import DemoSpec, build_demo
 from ambiscope.core.synthetic.job import describe_annotate
 from ambiscope.core.synthetic.personas import (
     DEFAULT_BANDS,
@@ -25,39 +23,17 @@ from ambiscope.core.synthetic.raters import execute_synthetic
 from ambiscope.core.synthetic.spec import SyntheticSpec
 from ambiscope.db import Workspace
 from ambiscope.tui.cli.main import main
+from tests.core.synthetic.conftest import PromptAnswering
 
 SCALING = preset("scaling-ambiguity")
 
 
-@dataclass
-class ScriptedBackend:
-    """Answers with the text after `SAY:` in the persona instruction; records every call."""
+class ScriptedBackend(PromptAnswering):
+    """Answers with the text after `SAY:` in the persona instruction."""
 
-    calls: list[tuple[ChatPrompt, GenerationParams]] = field(default_factory=list)
-    name: str = "fake"
-    model_id: str = "fake-alm"
-    sample_rate: int = 16_000
-    max_audio_seconds: float | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.model_id, "revision": "rev-1"}
-
-    def sample(
-        self, audio: AudioInput, prompt: ChatPrompt, params: GenerationParams
-    ) -> list[Candidate]:
-        self.calls.append((prompt, params))
+    def answer(self, prompt: ChatPrompt) -> str:
         marker = prompt.user.find("SAY:")
-        return [Candidate(prompt.user[marker + 4 :].split("\n")[0] if marker >= 0 else "x")]
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.fixture()
-def demo_db(tmp_path: Path) -> Path:
-    path = tmp_path / "demo.db"
-    build_demo(path, DemoSpec(n_clips=4, seed=5))
-    return path
+        return prompt.user[marker + 4 :].split("\n")[0] if marker >= 0 else "x"
 
 
 def spec(**kw: Any) -> SyntheticSpec:

@@ -3,7 +3,6 @@ one end-to-end run with the tiny random-weight ALM."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from ambiscope.core.alm.base import (
-    AudioInput,
     BackendError,
     Candidate,
     ChatPrompt,
-    GenerationParams,
 )
-from ambiscope.core.demo import DemoSpec, build_demo
 from ambiscope.core.jobs.kinds import JOB_KINDS, JobContext
 from ambiscope.core.synthetic.job import KIND, annotate_synthetic, enqueue_synthetic
 from ambiscope.core.synthetic.personas import (
@@ -40,50 +36,28 @@ from ambiscope.core.synthetic.spec import (
 )
 from ambiscope.db import Workspace
 from ambiscope.tui.cli.main import main
+from tests.core.synthetic.conftest import PromptAnswering
 
 # ------------------------------------------------------------------------ fixtures
 
 
-@dataclass
-class FakeBackend:
+class FakeBackend(PromptAnswering):
     """Answers by persona: tone -> happy, words -> 'Sad.', FAIL -> BackendError, else gibberish."""
 
-    calls: list[tuple[ChatPrompt, GenerationParams]] = field(default_factory=list)
-    name: str = "fake"
-    model_id: str = "fake-alm"
-    sample_rate: int = 16_000
-    max_audio_seconds: float | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {"model": self.model_id, "revision": "rev-1"}
-
-    def sample(
-        self, audio: AudioInput, prompt: ChatPrompt, params: GenerationParams
-    ) -> list[Candidate]:
-        self.calls.append((prompt, params))
+    def answer(self, prompt: ChatPrompt) -> str:
         if "FAIL" in prompt.user:
             raise BackendError("endpoint down")
         if "tone of voice" in prompt.user:
-            return [Candidate("happy")]
+            return "happy"
         if "word choice" in prompt.user:
-            return [Candidate("Sad.")]
-        return [Candidate("zzz qqq")]
+            return "Sad."
+        return "zzz qqq"
 
     def score_labels(self, *a: Any) -> np.ndarray:  # pragma: no cover - unused
         raise NotImplementedError
 
     def verify(self, *a: Any) -> np.ndarray:  # pragma: no cover - unused
         raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-@pytest.fixture()
-def demo_db(tmp_path: Path) -> Path:
-    path = tmp_path / "demo.db"
-    build_demo(path, DemoSpec(n_clips=4, seed=5))
-    return path
 
 
 def spec(**kw: Any) -> SyntheticSpec:
