@@ -330,21 +330,41 @@ def presample(ctx: RunContext, clips: list[Clip]) -> None:
             audio = clip_audio(ctx.ds, clip, ctx.backend)
         except AudioError:
             continue
-        items.append((audio, render(ctx.template, list(ctx.ds.label_set), transcript=transcript)))
+        items.append((audio, transcript))
         ready.append(clip)
     if len(items) < 2:
         return
-    started = time.perf_counter()
-    try:
-        seeds = [clip_params(ctx.spec, clip).seed for clip in ready]
-        batches = ctx.backend.sample_batch(  # type: ignore[attr-defined]
-            items, ctx.spec.params(), seeds=seeds
-        )
-    except BackendError:
+    seeds = [clip_params(ctx.spec, clip).seed for clip in ready]
+    batches, share = sample_together(
+        ctx.backend, ctx.template, ctx.ds.label_set, items, ctx.spec.params(), seeds
+    )
+    if batches is None:
         return
-    share = (time.perf_counter() - started) / len(items)
     for clip, (audio, _), cands in zip(ready, items, batches, strict=True):
         ctx.presampled[clip.id] = (audio, cands, share)
+
+
+def sample_together(
+    backend: Backend,
+    template: PromptTemplate,
+    labels: Sequence[str],
+    items: Sequence[tuple[AudioInput, str | None]],
+    params: GenerationParams,
+    seeds: Sequence[int | None],
+) -> tuple[list[list[Candidate]] | None, float]:
+    """(candidates of each (audio, transcript) decoded in one `Backend.sample_batch`, each
+    clip's share of its time); None when the batch fails, so each clip samples alone.
+
+    The one place local runs (`presample`) and remote batches (`SamplingPhase.run`) batch
+    clips, so both render the same prompts with the same per-clip seeds.
+    """
+    started = time.perf_counter()
+    prompts = [(audio, render(template, list(labels), transcript=text)) for audio, text in items]
+    try:
+        batches = list(backend.sample_batch(prompts, params, seeds=list(seeds)))  # type: ignore[attr-defined]
+    except BackendError:
+        return None, 0.0
+    return batches, (time.perf_counter() - started) / len(items)
 
 
 @dataclass(frozen=True)
@@ -452,20 +472,16 @@ class SamplingPhase:
         ahead: list[list[Candidate] | None] = [None] * len(tasks)
         share = 0.0
         if len(tasks) > 1 and hasattr(backend, "sample_batch"):
-            started = time.perf_counter()
-            items = [
-                (t.audio, render(self.template, list(self.labels), transcript=t.transcript))
-                for t in tasks
-            ]
-            try:
-                ahead = list(
-                    backend.sample_batch(  # type: ignore[attr-defined]
-                        items, tasks[0].params, seeds=[t.params.seed for t in tasks]
-                    )
-                )
-                share = (time.perf_counter() - started) / len(tasks)
-            except BackendError:
-                ahead = [None] * len(tasks)
+            batches, share = sample_together(
+                backend,
+                self.template,
+                self.labels,
+                [(t.audio, t.transcript) for t in tasks],
+                tasks[0].params,
+                [t.params.seed for t in tasks],
+            )
+            if batches is not None:
+                ahead = list(batches)
 
         def one(i: int) -> ModelOutput | RemoteFailure:
             clock = ModelClock()
