@@ -206,7 +206,7 @@ def test_new_table_and_subset_formats_are_one_decorated_function(
         return "\t".join(table.columns) + "\n"
 
     @SUBSET_FORMATS.register("keys", audio=False)
-    def keys(out: Path, records: list[dict[str, Any]], labels: Any) -> list[str]:
+    def keys(out: Path, records: list[dict[str, Any]], labels: Any, opts: Any) -> list[str]:
         (out / "keys.txt").write_text("\n".join(r["key"] for r in records) + "\n")
         return [f"{len(records)} keys"]
 
