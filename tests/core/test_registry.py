@@ -220,7 +220,7 @@ def test_new_table_and_subset_formats_are_one_decorated_function(
     assert len((tmp_path / "out" / "keys.txt").read_text().split()) == result.exported
     provenance = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert provenance["counts"]["exported"] == result.exported
-    with pytest.raises(ExportError, match=r"one of audiofolder, csv, .*, keys, got 'xlsx'"):
+    with pytest.raises(ExportError, match=r"one of audiofolder, .*label-studio, keys, got 'xlsx'"):
         SubsetOptions(format="xlsx")
 
 
