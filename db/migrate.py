@@ -72,7 +72,10 @@ def _only_comments(text: str) -> bool:
 def apply_migrations(conn: sqlite3.Connection) -> int:
     """Bring the schema up to the latest version; returns the version reached.
 
-    The connection must be in autocommit mode (isolation_level=None).
+    The connection must be in autocommit mode (isolation_level=None) with foreign keys
+    off: SQLite's procedure for changing a table (create the new one, copy, drop the old,
+    rename) would otherwise cascade the drop into every referencing row. The references
+    are checked once, before the commit, instead.
     """
     migrations = load_migrations()
     conn.execute("BEGIN IMMEDIATE")
@@ -85,6 +88,9 @@ def apply_migrations(conn: sqlite3.Connection) -> int:
                 conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {migration.version:d}")
             current = migration.version
+        broken = conn.execute("PRAGMA foreign_key_check").fetchone()
+        if broken is not None:
+            raise RuntimeError(f"migration left a dangling reference in table {broken[0]}")
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID:d}")
         conn.execute("COMMIT")
     except BaseException:

@@ -14,7 +14,7 @@ import numpy as np
 
 from ambiscope.db import codec
 
-ANNOTATOR_KINDS = ("human", "synthetic", "self", "actor")
+ANNOTATOR_KINDS = ("human", "synthetic", "self", "actor", "review")
 JOB_STATUSES = ("queued", "running", "done", "failed", "cancelled")
 
 

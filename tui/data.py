@@ -340,7 +340,7 @@ def clip_ids_for(access: WorkspaceAccess, query: BrowseQuery) -> list[int]:
 
 def votes_summary(votes: Sequence[VoteRow]) -> dict[str, list[VoteRow]]:
     """Votes grouped by annotator kind, in a fixed display order."""
-    order = ("human", "actor", "synthetic", "self")
+    order = ("human", "actor", "review", "synthetic", "self")
     grouped: dict[str, list[VoteRow]] = {k: [] for k in order}
     for v in votes:
         grouped.setdefault(v.kind, []).append(v)

@@ -7,6 +7,11 @@ writes. `FORMATS` discovers the package, so the new module is all a new format n
 CLI's choices and help read `FORMATS.names()` and each format's `summary` and `extra`
 (the `ImportOptions.extra` keys it reads, e.g. CREMA-D's rating modality).
 
+A format may also pass `merge=`: a function that gets the parsed input before
+`write_corpus` and may write its votes onto clips that already exist instead (Label
+Studio re-annotation of clips exported from this workspace, `ambiscope.core.corpora.ls_merge`);
+it returns None to let the input become a dataset as usual.
+
 Two more metadata keys describe the corpus to the conventions (ambiscope.core.conventions):
 `label_lists` (its raters write label LISTS, like IEMOCAP's `Frustration; Anger;`, so the
 `multi_label` convention decides how a list counts; stored as the dataset option
@@ -19,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ambiscope.core.corpora.base import (
     ImportOptions,
@@ -31,7 +37,11 @@ from ambiscope.core.labels import PROJECTIONS
 from ambiscope.core.registry import Registry
 from ambiscope.db import Workspace
 
+if TYPE_CHECKING:
+    from ambiscope.core.corpora.ls_merge import MergeResult
+
 Reader = Callable[[Path, ImportOptions], ParsedCorpus]
+Merger = Callable[[Workspace, ParsedCorpus, ImportOptions], "MergeResult | None"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +50,7 @@ class CorpusFormat:
 
     read: Reader
     default_name: Callable[[Path], str]
+    merge: Merger | None = None  # votes onto existing clips (see the module docstring)
 
 
 FORMATS: Registry[CorpusFormat] = Registry("format", discover=("ambiscope.core.corpora",))
@@ -55,6 +66,7 @@ def corpus_format(
     extra: Sequence[str] = (),
     label_lists: bool = False,
     projections: Sequence[str] = (),
+    merge: Merger | None = None,
 ) -> Callable[[Reader], Reader]:
     """Register the decorated `read` function as corpus format `name`."""
     unknown = sorted(set(projections) - set(PROJECTIONS))
@@ -64,7 +76,7 @@ def corpus_format(
     def decorate(read: Reader) -> Reader:
         FORMATS.add(
             name,
-            CorpusFormat(read, default_name),
+            CorpusFormat(read, default_name, merge),
             summary=summary,
             extra=tuple(extra),
             label_lists=label_lists,
@@ -87,8 +99,9 @@ def projected_options(format: str, options: ImportOptions) -> ImportOptions:
 
 def import_corpus(
     ws: Workspace, format: str, path: str | Path, options: ImportOptions
-) -> ImportResult:
-    """Read a corpus from disk and write it into the workspace in one transaction."""
+) -> ImportResult | MergeResult:
+    """Read a corpus from disk and write it into the workspace in one transaction: as a
+    dataset, or onto existing clips when the format's `merge` takes it."""
     fmt = FORMATS.get(format)
     source = Path(path)
     if not source.exists():
@@ -98,4 +111,7 @@ def import_corpus(
         parsed = fmt.read(source, options)
         if FORMATS.meta(format).get("label_lists"):
             parsed.options["label_lists"] = True
+        merged = fmt.merge(ws, parsed, options) if fmt.merge else None
+        if merged is not None:
+            return merged
         return write_corpus(ws, parsed, options, default_name=fmt.default_name(source))

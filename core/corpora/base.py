@@ -84,6 +84,18 @@ class RawVote:
     pool: bool = False  # an anonymous crowd count (CREMA-D, count manifests), not one rater
 
 
+@dataclass(frozen=True)
+class ClipSource:
+    """Where one parsed clip came from, so its votes can land on a clip that already exists
+    (a Label Studio task exported by ambiscope names its dataset and clip id)."""
+
+    where: str  # "task id 7 (index 6)", for messages
+    dataset: str | None = None  # the workspace dataset the input names
+    clip_id: int | None = None  # that dataset's clip id
+    key: str | None = None  # the clip key the input states, checked against the clip's
+    names: tuple[str, ...] = ()  # keys to match by without ids: stated key, audio file stem
+
+
 @dataclass
 class ParsedCorpus:
     """Everything an importer read, before label mapping and writing."""
@@ -98,6 +110,10 @@ class ParsedCorpus:
     options: dict[str, Any] = field(default_factory=dict)
     # model predictions found in the input (e.g. Label Studio), kept for a later run import
     predictions: list[dict[str, Any]] = field(default_factory=list)
+    # labels the input declares in its own spelling (a Label Studio labeling config's
+    # choices): part of the label set even when nobody chose them
+    declared_labels: list[str] = field(default_factory=list)
+    sources: dict[str, ClipSource] = field(default_factory=dict)  # clip key -> origin
 
     def fail(self, error: ImportFormatError, *, skip_bad: bool) -> None:
         """Record a bad line (with --skip-bad) or raise it at once."""
@@ -247,6 +263,7 @@ def map_votes(
     mapper = LabelMapper(corpus=parsed.corpus, extra=dict(options.label_map))
     dropped: Counter[str] = Counter()
     mapped: list[tuple[RawVote, str | None]] = [(v, mapper.map(v.label)) for v in parsed.votes]
+    declared = _declared_labels(parsed, options, mapper)
     if mapper.unknown and options.unknown == "error":
         raise ImportFormatError(
             parsed.root or parsed.format,
@@ -268,14 +285,14 @@ def map_votes(
         if options.merge_excited and label == "excited":
             label = "happy"
         resolved.append((vote, label))
-    if not resolved and not options.labels:
+    if not resolved and not declared and not options.labels:
         raise ImportFormatError(
             parsed.root or parsed.format,
             None,
             "no usable votes found, so the label set is unknown; pass --labels to import "
             "the clips without votes",
         )
-    label_set = _label_set(parsed.corpus, (lbl for _, lbl in resolved), options)
+    label_set = _label_set(parsed.corpus, [*(lbl for _, lbl in resolved), *declared], options)
     allowed = set(label_set)
     kept = []
     for vote, label in resolved:
@@ -284,6 +301,20 @@ def map_votes(
         else:
             dropped[f"outside label set ({label})"] += 1
     return fold_votes(kept), dropped, mapper.unknown, label_set
+
+
+def _declared_labels(
+    parsed: ParsedCorpus, options: ImportOptions, mapper: LabelMapper
+) -> list[str]:
+    """The input's declared labels, mapped like votes (an unknown word counts as one)."""
+    out: list[str] = []
+    for word in parsed.declared_labels:
+        label = mapper.map(word)
+        if label is None and mapper.is_unknown(word) and options.unknown == "other":
+            label = "other"
+        if label is not None:
+            out.append("happy" if options.merge_excited and label == "excited" else label)
+    return out
 
 
 def fold_votes(votes: list[tuple[RawVote, str]]) -> list[tuple[RawVote, str]]:

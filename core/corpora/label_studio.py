@@ -3,8 +3,16 @@
 Reads the "JSON" export (a list of tasks, each with `data`, `annotations` and
 `predictions`) and the flat "JSON-MIN" export (one record per annotation).
 
+- **Back onto the same clips.** Tasks written by `ambiscope export subset --format
+  label-studio` carry `data.dataset`, `data.clip_id` and `data.key`; imported into the
+  workspace they came from, their votes merge onto those clips instead of making a dataset
+  (`ambiscope.core.corpora.ls_merge`: matching, `--into`, mixed exports, replacements).
+  Everything below describes what both paths read.
+
 - **Votes.** Each non-cancelled annotation is one rater, `ls-<completed_by id>` (the
-  e-mail when that is all the export has; `ls-annotation-<id>` when it names nobody).
+  e-mail when that is all the export has; `ls-annotation-<id>` when it names nobody), of
+  kind `human` or the `kind` option (e.g. `review`: kept out of the human reference).
+  Label Studio stores a skipped task as a cancelled annotation: skipped too.
   Labels come from the `choices` results of one control: option `from_name`, else the
   only choices control in the export, else the one called `emotion`. Several choices from
   one rater become several votes: the first rank 0, the next rank 1, 2... Label Studio
@@ -25,14 +33,21 @@ Reads the "JSON" export (a list of tasks, each with `data`, `annotations` and
   outside that root (the dataset root; symlinks resolved) is refused unless you pass
   `--allow-outside-root`. Other `data` fields go to `meta`, except `speaker`, `gender`,
   `split` and `transcript`.
+- **Label set.** Label Studio's export does not carry the labeling config, so the labels
+  nobody chose would be missing; the `<Choice>`s of the emotion `<Choices>` control of the
+  config (option `ls_config`, else `labeling_config.xml` next to the export, as ambiscope's
+  label-studio export writes it) are all declared labels of a new dataset.
 - **Predictions** are not votes: they are kept in `ParsedCorpus.predictions` as
   `{clip_key, task_id, model_version, labels, label, score}` for a later run import.
+  Exports that list predictions as bare ids (Label Studio's `predictions.only_id`
+  serialization option) are counted in a warning: there is nothing to read.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import xml.etree.ElementTree as ET
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -43,17 +58,21 @@ from urllib.parse import parse_qs, unquote, urlparse
 from ambiscope.core.audio import AudioError, audio_info
 from ambiscope.core.corpora import corpus_format
 from ambiscope.core.corpora.base import (
+    ClipSource,
     ImportFormatError,
     ImportOptions,
     ParsedCorpus,
     RawVote,
     check_audio_path,
 )
+from ambiscope.core.corpora.ls_merge import merge_tasks
 from ambiscope.core.corpora.reading import json_loads, read_text
 from ambiscope.core.paths import RootGuard
 from ambiscope.db import ClipIn
+from ambiscope.db.models import ANNOTATOR_KINDS
 
 FORMAT = "label-studio"
+CONFIG_NAME = "labeling_config.xml"  # what `ambiscope export subset --format label-studio` writes
 
 UPLOAD_HASH = re.compile(r"^[0-9a-f]{8}-(?=.)")  # uuid4()[:8] + "-" in Label Studio uploads
 CLIP_FIELDS: tuple[str, ...] = ("speaker", "gender", "split", "transcript")
@@ -74,10 +93,19 @@ def default_name(path: Path) -> str:
     FORMAT,
     default_name=default_name,
     summary="a Label Studio JSON export, one annotator per rater",
-    extra=("audio_key", "from_name"),
+    extra=("audio_key", "from_name", "kind", "into", "ls_config"),
+    merge=merge_tasks,
 )
 def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     """Read a Label Studio JSON or JSON-MIN export (see the module docstring)."""
+    kind = str(options.extra.get("kind", "human"))
+    if kind not in ANNOTATOR_KINDS:
+        raise ImportFormatError(
+            path,
+            None,
+            f"unknown annotator kind {kind!r} (expected {', '.join(ANNOTATOR_KINDS)})",
+            field="kind",
+        )
     items = _load(path)
     audio_key = str(options.extra.get("audio_key", "audio"))
     if any(isinstance(item, dict) and ("data" in item or "annotations" in item) for item in items):
@@ -92,6 +120,7 @@ def read(path: Path, options: ImportOptions) -> ParsedCorpus:
             "(JSON export) or flat annotation records (JSON-MIN export)",
         )
     from_name = _pick_from_name(path, tasks, options)
+    config = _config_path(path, options)
     base = Path(options.audio_root).resolve() if options.audio_root else path.resolve().parent
     parsed = ParsedCorpus(format=FORMAT, corpus=None, root=str(base))
     parsed.options["label_studio"] = {
@@ -102,7 +131,10 @@ def read(path: Path, options: ImportOptions) -> ParsedCorpus:
     locator = _AudioLocator(
         base, bool(options.audio_root), allow_outside=options.allow_outside_root
     )
-    builder = _Builder(path, parsed, from_name, audio_key, locator)
+    if config is not None:
+        from_name, parsed.declared_labels = _config_choices(config, from_name)
+        parsed.options["label_studio"]["config"] = str(config.resolve())
+    builder = _Builder(path, parsed, from_name, audio_key, locator, kind)
     for task in tasks:
         try:
             builder.add(task)
@@ -151,6 +183,7 @@ class _Task:
     data: Any
     annotations: list[_Annotation] = field(default_factory=list)
     predictions: list[Any] = field(default_factory=list)
+    prediction_ids: int = 0  # predictions exported as ids only (nothing to read)
     problem: tuple[str, str] | None = None  # (field, message) found while loading
 
     @property
@@ -183,7 +216,22 @@ def _tasks_from_json(items: list[Any]) -> list[_Task]:
             )
         predictions = item.get("predictions") or []
         task.predictions = predictions if isinstance(predictions, list) else []
+        task.prediction_ids = sum(_is_id(p) for p in task.predictions)
     return tasks
+
+
+def _is_id(value: Any) -> bool:
+    """Label Studio exports predictions as bare ids unless asked for full objects."""
+    return isinstance(value, int | str) and not isinstance(value, bool)
+
+
+def _as_clip_id(value: Any) -> int | None:
+    """`data.clip_id` as ambiscope wrote it (an int; a digit string from a spreadsheet)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
 
 
 def _tasks_from_min(
@@ -255,6 +303,58 @@ def _annotator(completed_by: Any, annotation_id: Any) -> str:
     return f"ls-{completed_by}"
 
 
+def _stated_key(data: dict[str, Any]) -> str | None:
+    """`data.key` or `data.clip`, when the task states one."""
+    for name in KEY_FIELDS:
+        value = data.get(name)
+        if isinstance(value, str | int) and str(value).strip():
+            return str(value).strip()
+    return None
+
+
+def _file_stem(audio_name: str) -> str | None:
+    """The audio file name without extension; "stream?id=3" names no file."""
+    name = PurePosixPath(audio_name)
+    return name.stem if name.suffix and name.stem else None
+
+
+# -------------------------------------------------------------------------- config
+def _config_path(path: Path, options: ImportOptions) -> Path | None:
+    """The labeling config: `ls_config`, else `labeling_config.xml` next to the export.
+
+    Label Studio's export does not carry the config, and without it the label set is only
+    the labels somebody chose, not the ones they could choose.
+    """
+    explicit = options.extra.get("ls_config")
+    if explicit:
+        return Path(explicit)
+    beside = path.parent / CONFIG_NAME
+    return beside if beside.is_file() else None
+
+
+def _config_choices(config: Path, from_name: str | None) -> tuple[str, list[str]]:
+    """(control name, its choices) of the emotion `<Choices>` control of a labeling config:
+    the one the annotations use, else the only one, else the one called `emotion`."""
+    try:
+        root = ET.fromstring(read_text(config))
+    except OSError as exc:
+        raise ImportFormatError(config, None, f"cannot read: {exc.strerror or exc}") from None
+    except ET.ParseError as exc:
+        raise ImportFormatError(config, exc.position[0], f"invalid XML: {exc}") from None
+    controls = {c.get("name", ""): c for c in root.iter("Choices")}
+    if from_name is None and len(controls) == 1:
+        from_name = next(iter(controls))
+    control = controls.get(from_name or "emotion")
+    if control is None:
+        wanted = from_name or "emotion"
+        have = ", ".join(sorted(controls)) or "none"
+        raise ImportFormatError(
+            config, None, f"no <Choices name={wanted!r}> control (Choices controls: {have})"
+        )
+    values = [c.get("alias") or c.get("value") or "" for c in control.iter("Choice")]
+    return control.get("name", ""), [v.strip() for v in values if v.strip()]
+
+
 # ------------------------------------------------------------------------ controls
 def _choice_results(results: Any) -> Iterable[tuple[str, list[Any]]]:
     """(from_name, choices) of every choices result in an annotation or prediction."""
@@ -304,8 +404,10 @@ class _Builder:
         from_name: str | None,
         audio_key: str,
         audio: _AudioLocator,
+        kind: str,
     ) -> None:
         self.path = path
+        self.kind = kind
         self.parsed = parsed
         self.from_name = from_name
         self.audio_key = audio_key
@@ -314,6 +416,8 @@ class _Builder:
         self.cancelled = 0
         self.replaced = 0
         self.empty = 0
+        self.unannotated = 0
+        self.prediction_ids = 0
         self.models: Counter[str] = Counter()
 
     def add(self, task: _Task) -> None:
@@ -345,7 +449,10 @@ class _Builder:
         votes = self._votes(task, key)
         self.keys[key] = task.id
         self.parsed.clips.append(self._clip(task, key, located))
+        self.parsed.sources[key] = self._source(task, located.name)
         self.parsed.votes.extend(votes)
+        self.unannotated += not task.annotations
+        self.prediction_ids += task.prediction_ids
         self._predictions(task, key)
 
     def _check_inside(self, task: _Task, shown: str, full: Path) -> None:
@@ -360,14 +467,24 @@ class _Builder:
         )
 
     def _key(self, task: _Task, audio_name: str) -> str:
-        for name in KEY_FIELDS:
-            value = task.data.get(name)
-            if isinstance(value, str | int) and str(value).strip():
-                return str(value).strip()
-        name = PurePosixPath(audio_name)
-        if name.suffix and name.stem:  # "stream?id=3" names no file: fall back to the task
-            return name.stem
-        return f"task-{task.id if task.id is not None else task.index}"
+        return (
+            _stated_key(task.data)
+            or _file_stem(audio_name)
+            or f"task-{task.id if task.id is not None else task.index}"
+        )
+
+    def _source(self, task: _Task, audio_name: str) -> ClipSource:
+        """What the task says about its clip: ambiscope's ids, the stated key, the file."""
+        data = task.data
+        dataset = data.get("dataset")
+        stated = _stated_key(data)
+        return ClipSource(
+            where=task.where,
+            dataset=dataset.strip() if isinstance(dataset, str) and dataset.strip() else None,
+            clip_id=_as_clip_id(data.get("clip_id")),
+            key=stated,
+            names=tuple(dict.fromkeys(n for n in (stated, _file_stem(audio_name)) if n)),
+        )
 
     def _votes(self, task: _Task, key: str) -> list[RawVote]:
         by_rater: dict[str, list[RawVote]] = {}
@@ -382,7 +499,7 @@ class _Builder:
             if not choices:
                 self.empty += 1
             by_rater[ann.annotator] = [
-                RawVote(key, ann.annotator, label, rank=rank, source=source)
+                RawVote(key, ann.annotator, label, rank=rank, kind=self.kind, source=source)
                 for rank, label in enumerate(choices)
             ]
         return [vote for votes in by_rater.values() for vote in votes]
@@ -461,12 +578,23 @@ class _Builder:
                 f"kept {sum(self.models.values())} model predictions ({models}) for a "
                 "later run import; they are not votes"
             )
+        if self.prediction_ids:
+            warn(
+                f"{self.prediction_ids} predictions are exported as ids only and were not "
+                "read; export with predictions as full objects to keep them"
+            )
         if flavour == "json-min":
             warn(
                 "JSON-MIN export: it has no cancelled annotations, tasks without "
                 "annotations or predictions; use the JSON export to get them"
             )
-        self.parsed.options["label_studio"]["predictions"] = sum(self.models.values())
+        self.parsed.options["label_studio"].update(
+            predictions=sum(self.models.values()),
+            prediction_ids=self.prediction_ids,
+            cancelled=self.cancelled,
+            empty=self.empty,
+            unannotated=self.unannotated,
+        )
         self.parsed.warnings.extend(self.audio.warnings())
 
 

@@ -18,10 +18,13 @@ the export mix two states; files are then written into a temporary directory nex
 output and renamed into place at the end.
 
 Each format is one writer decorated with `@SUBSET_FORMATS.register(name, audio=...)`
-in a module `SUBSET_FORMATS` discovers (csv/jsonl/audiofolder here, Label Studio in
-`label_studio.py`): it gets the output folder, the records (with `file_name` when the
-format declared `audio=True` and the audio was placed), the label set and the options,
-and returns messages to show.
+in a module `SUBSET_FORMATS` discovers (csv/jsonl/audiofolder/parquet here, their
+Hugging Face layout in `hf.py`, Label Studio in `label_studio.py`): it gets the output
+folder, the records (only clips with usable audio when the format declared `audio=True`;
+with `file_name` under `audio/` unless it also declared `places_audio=True` and puts or
+embeds the audio itself), the label set and the options, and returns messages to show.
+Metadata `prepare(out, options) -> options` runs before anything is read: a format's own
+checks and settings (Label Studio's document root).
 """
 
 from __future__ import annotations
@@ -51,6 +54,21 @@ from ambiscope.core.export._common import (
     safe_suffix,
 )
 from ambiscope.core.export.data import prepare_references
+from ambiscope.core.export.hf import (
+    CARD,
+    METADATA,
+    arrow_schema,
+    data_dir_note,
+    dataset_card,
+    digest,
+    features,
+    hf_row,
+    hf_split_names,
+    ordered_splits,
+    parquet_name,
+    tree_size,
+    write_parquet,
+)
 from ambiscope.core.export.provenance import PROVENANCE_FILE, build_provenance
 from ambiscope.core.labels import canonical_order
 from ambiscope.core.paths import RootGuard, allows_outside_root
@@ -227,6 +245,7 @@ def _read(ws: Workspace, opts: SubsetOptions) -> _Snapshot:
             "runs": [r.id for r in runs],
             "strategies": {str(k): v for k, v in strategies.items()},
             "link": opts.link,
+            **opts.extra,  # format-specific settings, as the format's `prepare` filled them
         },
         counts={"selected": len(clips)},
     )
@@ -384,16 +403,14 @@ def _sources(
 
 
 # -------------------------------------------------------------------------- writing
-def _place_audio(
-    records: list[dict[str, Any]], out: Path, *, link: bool, outside: dict[int, str]
+def _usable_audio(
+    records: list[dict[str, Any]], outside: dict[int, str]
 ) -> tuple[list[dict[str, Any]], Counter[str], list[str]]:
-    """Copy or symlink each readable record's audio to OUT/audio/<safe name>.
+    """The records whose audio file exists inside its dataset root and is readable audio.
 
     Returns the kept records, skip counts by reason (`no_audio`, `missing_file`,
     `outside_root`, `not_audio`) and one warning per reason that is not routine.
     """
-    names = NameAllocator()
-    (out / AUDIO_DIR).mkdir()
     kept: list[dict[str, Any]] = []
     skipped: Counter[str] = Counter()
     not_audio: list[str] = []
@@ -401,32 +418,47 @@ def _place_audio(
         source = record["source_path"]
         if record["clip_id"] in outside:
             skipped["outside_root"] += 1
-            continue
-        if source is None:
+        elif source is None:
             skipped["no_audio"] += 1
-            continue
-        if not os.path.isfile(source):
+        elif not os.path.isfile(source):
             skipped["missing_file"] += 1
-            continue
-        try:
-            audio_info(source)
-        except AudioError as exc:
-            skipped["not_audio"] += 1
-            not_audio.append(f"{record['key']}: {exc}")
-            continue
-        name = names.allocate(record["key"], safe_suffix(source))
-        target = out / AUDIO_DIR / name
-        if link:
-            os.symlink(source, target)
         else:
-            shutil.copyfile(source, target)
-        kept.append({"file_name": f"{AUDIO_DIR}/{name}", **record})
+            try:
+                audio_info(source)
+            except AudioError as exc:
+                skipped["not_audio"] += 1
+                not_audio.append(f"{record['key']}: {exc}")
+                continue
+            kept.append(record)
     warnings = []
     if not_audio:
         warnings.append(
             f"skipped {len(not_audio)} clips whose file is not readable audio (e.g. {not_audio[0]})"
         )
     return kept, skipped, warnings
+
+
+def place_audio(
+    records: list[dict[str, Any]], out: Path, folders: Sequence[str], *, link: bool
+) -> list[dict[str, Any]]:
+    """Copy or symlink each record's audio to OUT/<its folder>/<safe name>.
+
+    Names are unique across the whole export (one allocator), so moving split folders
+    together never clashes. Returns the records with `file_name` (relative to OUT) first.
+    """
+    names = NameAllocator()
+    placed = []
+    for folder in dict.fromkeys(folders):
+        (out / folder).mkdir(parents=True)
+    for record, folder in zip(records, folders, strict=True):
+        source = record["source_path"]
+        name = f"{folder}/{names.allocate(record['key'], safe_suffix(source))}"
+        if link:
+            os.symlink(source, out / name)
+        else:
+            shutil.copyfile(source, out / name)
+        placed.append({"file_name": name, **record})
+    return placed
 
 
 def _outside_warning(outside: dict[int, str], clips: list[Clip]) -> list[str]:
@@ -445,13 +477,78 @@ def _jsonl(records: list[dict[str, Any]]) -> str:
     return "".join(dumps(r, indent=None) + "\n" for r in records)
 
 
-@SUBSET_FORMATS.register("audiofolder", audio=True)
+@SUBSET_FORMATS.register("audiofolder", audio=True, places_audio=True)
 def write_audiofolder(
     out: Path, records: list[dict[str, Any]], labels: Sequence[str], opts: SubsetOptions
 ) -> list[str]:
-    """`audio/` plus `metadata.jsonl`: `datasets.load_dataset("audiofolder", data_dir=OUT)`."""
-    (out / "metadata.jsonl").write_text(_jsonl(records), encoding="utf-8")
+    """`<split>/audio/` + `<split>/metadata.parquet` per split and the dataset card:
+    `datasets.load_dataset(OUT)` or `load_dataset("audiofolder", data_dir=OUT)` (see hf)."""
+    splits = hf_split_names([r["split"] for r in records])
+    records = place_audio(records, out, [f"{s}/{AUDIO_DIR}" for s in splits], link=opts.link)
+    schema = arrow_schema(features(labels, audio="file_name"))
+    by_split = _by_split(records, splits)
+    for split, rows in by_split.items():
+        prefix = f"{split}/"
+        write_parquet(
+            out / split / METADATA,
+            (hf_row({**r, "file_name": r["file_name"].removeprefix(prefix)}, labels) for r in rows),
+            schema,
+        )
+    files = {s: [f"{s}/{METADATA}", f"{s}/{AUDIO_DIR}/*"] for s in by_split}
+    _write_card(out, labels, files, by_split, "audiofolder")
+    return data_dir_note(list(by_split))
+
+
+def _by_split(records: list[dict[str, Any]], splits: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Records grouped by split name, splits in `datasets`' order."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record, split in zip(records, splits, strict=True):
+        groups[split].append(record)
+    return {s: groups[s] for s in ordered_splits(groups)}
+
+
+@SUBSET_FORMATS.register("parquet", audio=True, places_audio=True)
+def write_parquet_subset(
+    out: Path, records: list[dict[str, Any]], labels: Sequence[str], opts: SubsetOptions
+) -> list[str]:
+    """`data/<split>-00000-of-00001.parquet` with the audio embedded as {bytes, path},
+    and the dataset card: `datasets.load_dataset(OUT)`."""
+    schema = arrow_schema(features(labels))
+    by_split = _by_split(records, hf_split_names([r["split"] for r in records]))
+    names = NameAllocator()
+    for split, rows in by_split.items():
+        write_parquet(
+            out / parquet_name(split),
+            (
+                {
+                    "audio": {
+                        "bytes": Path(r["source_path"]).read_bytes(),
+                        "path": names.allocate(r["key"], safe_suffix(r["source_path"])),
+                    },
+                    **hf_row(r, labels),
+                }
+                for r in rows
+            ),
+            schema,
+        )
+    _write_card(out, labels, {s: [parquet_name(s)] for s in by_split}, by_split, "parquet")
     return []
+
+
+def _write_card(
+    out: Path,
+    labels: Sequence[str],
+    files: dict[str, list[str]],
+    by_split: dict[str, list[dict[str, Any]]],
+    layout: str,
+) -> None:
+    """OUT/README.md, written after the data (the card records its size and a digest)."""
+    counts = {s: len(rows) for s, rows in by_split.items()}
+    rows = digest(out / f for names in files.values() for f in names if "*" not in f)
+    card = dataset_card(
+        labels, files, counts, layout=layout, download_size=tree_size(out), digest=rows
+    )
+    (out / CARD).write_text(card, encoding="utf-8")
 
 
 @SUBSET_FORMATS.register("csv", audio=False)
@@ -498,6 +595,9 @@ def export_subset(ws: Workspace, out: str | Path, opts: SubsetOptions) -> Subset
     out = Path(out)
     protect = Protected.of(ws)
     check_target_dir(out, force=opts.force, protect=protect)  # fail before reading anything
+    meta = SUBSET_FORMATS.meta(opts.format)
+    if "prepare" in meta:  # the format's own checks and settings, before anything is read
+        opts = meta["prepare"](out, opts)
     datasets = [ws.get_dataset(n) for n in opts.datasets] if opts.datasets else ws.datasets()
     prepare_references(ws, datasets)
     with ws.snapshot():
@@ -507,11 +607,9 @@ def export_subset(ws: Workspace, out: str | Path, opts: SubsetOptions) -> Subset
     warnings = _outside_warning(snap.outside, snap.clips)
     messages: list[str] = []
     with atomic_dir(out, force=opts.force, protect=protect) as tmp:
-        if SUBSET_FORMATS.meta(opts.format)["audio"]:
-            records, skipped, placed = _place_audio(
-                records, tmp, link=opts.link, outside=snap.outside
-            )
-            warnings += placed
+        if meta["audio"]:
+            records, skipped, unusable = _usable_audio(records, snap.outside)
+            warnings += unusable
             if not records:
                 without = [f for f in SUBSET_FORMATS if not SUBSET_FORMATS.meta(f)["audio"]]
                 raise ExportError(
@@ -519,6 +617,8 @@ def export_subset(ws: Workspace, out: str | Path, opts: SubsetOptions) -> Subset
                     f"to export as {opts.format} ({_skip_text(skipped)}); "
                     f"use --format {' or '.join(without)}"
                 )
+            if not meta.get("places_audio"):
+                records = place_audio(records, tmp, [AUDIO_DIR] * len(records), link=opts.link)
         messages += SUBSET_FORMATS[opts.format](tmp, records, _labels(snap), opts)
         counts = {
             "selected": len(snap.records),

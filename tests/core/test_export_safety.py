@@ -57,7 +57,7 @@ def test_export_skips_outside_paths_and_non_audio(tmp_path: Path, corpus: Path) 
         _dataset(ws, corpus, HAND_EDITED)
         result = export_subset(ws, out, SubsetOptions(format="audiofolder"))
     assert (result.exported, result.skipped_outside_root, result.skipped_not_audio) == (1, 2, 1)
-    assert [p.name for p in (out / "audio").iterdir()] == ["good.wav"]
+    assert [p.name for p in (out / "train" / "audio").iterdir()] == ["good.wav"]
     assert "2 with audio outside the dataset root" in result.summary()
     assert "1 whose file is not readable audio" in result.summary()
     prov = json.loads((out / "provenance.json").read_text())
@@ -85,8 +85,10 @@ def test_allow_outside_root_in_the_dataset_options_is_honoured(
         _dataset(ws, corpus, HAND_EDITED, allow=True)
         result = export_subset(ws, out, SubsetOptions(format="audiofolder"))
     assert (result.exported, result.skipped_outside_root, result.skipped_not_audio) == (2, 0, 2)
-    assert sorted(p.name for p in (out / "audio").iterdir()) == ["climb.wav", "good.wav"]
-    assert (out / "audio" / "climb.wav").read_bytes() == (tmp_path / "outside.wav").read_bytes()
+    assert sorted(p.name for p in (out / "train" / "audio").iterdir()) == ["climb.wav", "good.wav"]
+    assert (out / "train" / "audio" / "climb.wav").read_bytes() == (
+        tmp_path / "outside.wav"
+    ).read_bytes()
 
 
 def test_dime_never_reads_outside_paths_or_non_audio(toy_db: Path, tmp_path: Path) -> None:  # noqa: F811

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import threading
@@ -22,6 +21,16 @@ from ambiscope.db import ClipIn, Prediction, VoteIn, Workspace
 from tests.core.test_export_data import demo_db, demo_template  # noqa: F401
 
 LABELS = ("neutral", "happy", "sad", "angry")
+
+
+def _metadata(out: Path) -> list[dict]:
+    """Every row of an audiofolder export's per-split metadata.parquet files."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    return [
+        row
+        for path in sorted(out.glob("*/metadata.parquet"))
+        for row in pq.read_table(path).to_pylist()
+    ]
 
 
 def _manual_dataset(ws: Workspace, root: Path, keys: list[str], audio: list[bool]) -> int:
@@ -57,16 +66,18 @@ def test_audiofolder_copies_audio_and_writes_metadata(demo_db: Path, tmp_path: P
             ws, out, SubsetOptions(where="flagged", format="audiofolder", strategies=("vote",))
         )
     assert result.exported == 1 and result.selected == 1
-    lines = (out / "metadata.jsonl").read_text().splitlines()
-    record = json.loads(lines[0])
+    (record,) = _metadata(out)
     assert record["file_name"] == f"audio/{clip.key}.wav"
-    audio = out / record["file_name"]
+    audio = out / record["split"] / record["file_name"]
     assert audio.is_file() and not audio.is_symlink()
     assert audio.read_bytes() == Path(record["source_path"]).read_bytes()
     assert record["flags"] == ["odd-prosody"] and record["tags"] == ["review"]
     assert record["notes"] == [{"author": "me", "body": "sounds sad, not fearful"}]
     assert abs(sum(record["human"].values()) - 1) < 1e-5
     assert record["ambiguity"] in ("low", "medium", "high")
+    assert list(record["human"])[record["majority"]] == max(
+        record["human"], key=record["human"].get
+    )
     assert {v["kind"] for v in record["votes"]} == {"human"}
     assert {(p["run_label"], p["strategy"]) for p in record["predictions"]} == {
         ("good", "vote"),
@@ -83,7 +94,7 @@ def test_audiofolder_copies_audio_and_writes_metadata(demo_db: Path, tmp_path: P
 def test_link_makes_symlinks(demo_db: Path, tmp_path: Path) -> None:  # noqa: F811
     with Workspace.open(demo_db) as ws:
         export_subset(ws, tmp_path / "l", SubsetOptions(where="split:test", link=True))
-    files = list((tmp_path / "l" / "audio").iterdir())
+    files = list((tmp_path / "l" / "test" / "audio").iterdir())
     assert len(files) == 15
     assert all(f.is_symlink() and f.resolve().is_file() for f in files)
 
@@ -122,14 +133,14 @@ def test_hostile_clip_keys_become_safe_unique_names(tmp_path: Path) -> None:
     with Workspace.open(tmp_path / "ws.db", create=True) as ws:
         _manual_dataset(ws, tmp_path / "src", keys, [True] * len(keys))
         export_subset(ws, tmp_path / "out", SubsetOptions(format="audiofolder"))
-    names = sorted(p.name for p in (tmp_path / "out" / "audio").iterdir())
+    names = sorted(p.name for p in (tmp_path / "out" / "test" / "audio").iterdir())
     assert names == sorted(
         ["etc_passwd.wav", "a_b.wav", "A_B-2.wav", "abs_path.wav", "clip.wav", "con_.wav"]
     )
     assert {"out", "src"} <= set(os.listdir(tmp_path))
     assert not (tmp_path / "etc").exists() and not (tmp_path / "a").exists()
-    for line in (tmp_path / "out" / "metadata.jsonl").read_text().splitlines():
-        name = json.loads(line)["file_name"]
+    for record in _metadata(tmp_path / "out"):
+        name = record["file_name"]
         assert not os.path.isabs(name) and ".." not in Path(name).parts
 
 
@@ -151,7 +162,7 @@ def test_non_empty_output_needs_force(demo_db: Path, tmp_path: Path) -> None:  #
             export_subset(ws, out, SubsetOptions(where="split:test"))
         assert (out / "keep.txt").read_text() == "mine"
         export_subset(ws, out, SubsetOptions(where="split:test", force=True))
-    assert not (out / "keep.txt").exists() and (out / "metadata.jsonl").exists()
+    assert not (out / "keep.txt").exists() and (out / "test" / "metadata.parquet").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]  # no temp/backup
 
 
@@ -197,7 +208,7 @@ def test_bad_input_fails_before_writing(demo_db: Path, tmp_path: Path, options, 
 
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ExportError, match="--format"):
-        SubsetOptions(format="parquet")
+        SubsetOptions(format="xlsx")
 
 
 # ------------------------------------------------------------------------------ Label Studio
@@ -265,28 +276,6 @@ def _annotation(rater: int, labels: list[str]) -> dict:
             }
         ],
     }
-
-
-# ------------------------------------------------------------------------------ HF datasets
-def test_audiofolder_loads_with_hugging_face_datasets(demo_db: Path, tmp_path: Path) -> None:  # noqa: F811
-    datasets = pytest.importorskip(
-        "datasets", reason="Hugging Face `datasets` is not installed (optional, not a dependency)"
-    )
-    major = int(datasets.__version__.split(".")[0])
-    if major >= 4 and importlib.util.find_spec("torchcodec") is None:
-        pytest.skip("datasets >= 4 needs torchcodec (with FFmpeg) to build audio datasets")
-    out = tmp_path / "af"
-    with Workspace.open(demo_db) as ws:
-        export_subset(ws, out, SubsetOptions(where="split:test", strategies=("vote",)))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    loaded = datasets.load_dataset("audiofolder", data_dir=str(out), split="train")
-    loaded = loaded.cast_column("audio", datasets.Audio(decode=False))
-    assert len(loaded) == 15
-    row = loaded[0]
-    assert row["audio"]["path"].endswith(".wav")
-    assert row["key"] and row["dataset"] == "demo" and row["split"] == "test"
-    assert abs(sum(row["human"].values()) - 1) < 1e-5
-    assert row["predictions"][0]["strategy"] == "vote"
 
 
 # ------------------------------------------------------------------------------ snapshot

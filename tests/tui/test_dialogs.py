@@ -121,7 +121,7 @@ async def test_export_dialog_refuses_a_full_folder_until_overwrite(
         await until(pilot, lambda: isinstance(app.screen, ConfirmModal))
         await pilot.press("enter")
         # the browser runs the checked request
-        await until(pilot, lambda: (target / "metadata.jsonl").exists(), timeout=20)
+        await until(pilot, lambda: (target / "provenance.json").exists(), timeout=20)
         assert not (target / "old.txt").exists()
 
 

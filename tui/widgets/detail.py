@@ -36,6 +36,7 @@ BRAILLE_BITS = ((0x01, 0x02, 0x04, 0x40), (0x08, 0x10, 0x20, 0x80))
 KIND_TITLES = {
     "human": "human",
     "actor": "actor (self-report)",
+    "review": "review (re-annotation)",
     "synthetic": "synthetic",
     "self": "yours",
 }
