@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.ambiscope-installed
 DEMO_DB ?= demo/ambiscope.db
 
-.PHONY: demo test lint bench system-deps install clean
+.PHONY: demo test lint bench interop system-deps install clean
 
 demo: install
 	$(BIN)/ambiscope --db $(DEMO_DB) demo
@@ -15,7 +15,7 @@ demo: install
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
@@ -24,6 +24,11 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/bench_foundation.py
+
+# Opt-in, not part of `test`: a real Label Studio (own venv under .interop/, installed once)
+# on 127.0.0.1; export -> project -> annotate as two users -> export -> import, then stopped.
+interop: install
+	bash interop/run.sh
 
 install: $(STAMP) system-deps
 

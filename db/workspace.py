@@ -107,13 +107,13 @@ class Workspace:
             if not readonly:
                 conn.execute("PRAGMA journal_mode = WAL")
                 conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
             if version < latest_version():
                 if readonly:
                     raise WorkspaceError(
                         f"{p}: schema {version} needs an upgrade; open it once read-write"
                     )
-                apply_migrations(conn)
+                apply_migrations(conn)  # foreign keys off: a rebuilt table keeps its rows
+            conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.OperationalError as exc:
             conn.close()
             raise WorkspaceError(f"{p}: cannot write the workspace ({exc})") from None
@@ -905,6 +905,91 @@ class Workspace:
             name: self.conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
             for name in tables
         }
+
+    # ------------------------------------------------------ reliability fits
+    def write_reliability_fit(
+        self,
+        dataset_id: int,
+        model: str,
+        *,
+        settings: dict[str, Any],
+        votes_version: int,
+        summary: dict[str, Any],
+        shift_cut: float,
+        raters: Iterable[tuple[int, int, float, bytes]],
+        posteriors: Iterable[tuple[int, bytes, float]],
+    ) -> int:
+        """Replace a dataset's fit of `model` in one transaction; returns the fit id.
+
+        raters: (annotator_id, n_votes, reliability, confusion blob); posteriors:
+        (clip_id, distribution blob, shift). The old fit's rows go with it (cascade), so a
+        reader sees the previous fit or the new one, never a mix.
+        """
+        with self.transaction():
+            self.conn.execute(
+                "DELETE FROM reliability_fits WHERE dataset_id = ? AND model = ?",
+                (dataset_id, model),
+            )
+            cur = self.conn.execute(
+                "INSERT INTO reliability_fits (dataset_id, model, settings, votes_version, "
+                "summary, shift_cut) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    dataset_id,
+                    model,
+                    codec.dumps(settings),
+                    votes_version,
+                    codec.dumps(summary),
+                    shift_cut,
+                ),
+            )
+            fit_id = int(cur.lastrowid or 0)
+            self.conn.executemany(
+                "INSERT INTO reliability_raters (fit_id, annotator_id, n_votes, reliability, "
+                "confusion) VALUES (?, ?, ?, ?, ?)",
+                ((fit_id, *row) for row in raters),
+            )
+            self.conn.executemany(
+                "INSERT INTO reliability_posteriors (fit_id, clip_id, distribution, shift) "
+                "VALUES (?, ?, ?, ?)",
+                ((fit_id, *row) for row in posteriors),
+            )
+        return fit_id
+
+    def reliability_fit(self, dataset_id: int, model: str) -> dict[str, Any] | None:
+        """A dataset's stored fit of `model` (id, model, settings, votes_version, summary,
+        shift_cut, fitted_at), or None."""
+        row = self.conn.execute(
+            "SELECT id, model, settings, votes_version, summary, shift_cut, fitted_at "
+            "FROM reliability_fits WHERE dataset_id = ? AND model = ?",
+            (dataset_id, model),
+        ).fetchone()
+        if row is None:
+            return None
+        return {
+            "id": row[0],
+            "model": row[1],
+            "settings": codec.loads(row[2], {}),
+            "votes_version": row[3],
+            "summary": codec.loads(row[4], {}),
+            "shift_cut": row[5],
+            "fitted_at": row[6],
+        }
+
+    def reliability_raters(self, fit_id: int) -> list[tuple[Any, ...]]:
+        """A fit's raters: (annotator_id, n_votes, reliability, confusion blob) by id."""
+        return self.conn.execute(
+            "SELECT annotator_id, n_votes, reliability, confusion FROM reliability_raters "
+            "WHERE fit_id = ? ORDER BY annotator_id",
+            (fit_id,),
+        ).fetchall()
+
+    def reliability_posteriors(self, fit_id: int) -> list[tuple[Any, ...]]:
+        """A fit's clips: (clip_id, distribution blob, shift) ordered by clip id."""
+        return self.conn.execute(
+            "SELECT clip_id, distribution, shift FROM reliability_posteriors "
+            "WHERE fit_id = ? ORDER BY clip_id",
+            (fit_id,),
+        ).fetchall()
 
 
 def _refuse_network_fs(p: Path, allow: bool | None) -> None:

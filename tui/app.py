@@ -20,6 +20,7 @@ from ambiscope.core.text import one_line
 from ambiscope.tui import data
 from ambiscope.tui.keys import KEYS, KeySpec, bindings, spec_for
 from ambiscope.tui.messages import JobsChanged, JobsPolled
+from ambiscope.tui.screens.annotators import AnnotatorsScreen
 from ambiscope.tui.screens.browser import BrowserScreen
 from ambiscope.tui.screens.help import HelpScreen
 from ambiscope.tui.screens.jobs import JobsScreen
@@ -38,6 +39,7 @@ class AmbiscopeApp(WorkspaceApp):
         "browser": BrowserScreen,
         "jobs": JobsScreen,
         "metrics": MetricsScreen,
+        "annotators": AnnotatorsScreen,
     }
     DEFAULT_MODE = "browser"
     BINDINGS = bindings("app")
@@ -70,6 +72,9 @@ class AmbiscopeApp(WorkspaceApp):
 
     def action_show_metrics(self) -> None:
         self.switch_mode("metrics")
+
+    def action_show_annotators(self) -> None:
+        self.switch_mode("annotators")
 
     def action_show_browser(self) -> None:
         self.switch_mode("browser")
@@ -152,6 +157,7 @@ class AmbiscopeApp(WorkspaceApp):
         BrowserScreen: "browser",
         JobsScreen: "jobs",
         MetricsScreen: "metrics",
+        AnnotatorsScreen: "annotators",
     }
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:

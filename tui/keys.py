@@ -19,7 +19,7 @@ class KeySpec:
     title: str  # short name (footer, palette)
     help: str  # one line for help and palette
     group: str
-    scope: str = "browser"  # browser | app | jobs | metrics
+    scope: str = "browser"  # browser | app | jobs | metrics | annotators
     footer: bool = False
     palette: bool = True
     confirm: str = ""  # a destructive action: the question asked before it runs
@@ -36,6 +36,8 @@ class KeySpec:
             "slash": "/",
             "escape": "esc",
             "enter": "enter",
+            "full_stop": ".",
+            "comma": ",",
         }
         return " ".join(names.get(k, k) for k in self.keys.split(","))
 
@@ -163,6 +165,23 @@ KEYS: tuple[KeySpec, ...] = (
         footer=True,
     ),
     KeySpec("b", "bulk", "bulk", "flag or tag every clip of the current filter", "Audit"),
+    KeySpec(
+        "Q",
+        "audit_queue",
+        "audit queue",
+        "sort by audit priority, highest first, and go to the top (README: Audit queue)",
+        "Audit",
+    ),
+    KeySpec(
+        "full_stop",
+        "queue_step(1)",
+        "queue next",
+        "next clip of the audit queue (starts the queue when another sort is shown)",
+        "Audit",
+    ),
+    KeySpec(
+        "comma", "queue_step(-1)", "queue previous", "previous clip of the audit queue", "Audit"
+    ),
     # --- models and outputs
     KeySpec(
         "r",
@@ -190,6 +209,14 @@ KEYS: tuple[KeySpec, ...] = (
         "Screens",
         scope="app",
         footer=True,
+    ),
+    KeySpec(
+        "a",
+        "app.show_annotators",
+        "annotators",
+        "annotators screen: votes, agreement, reliability, confusion rows",
+        "Screens",
+        scope="app",
     ),
     KeySpec(
         "question_mark", "app.show_help", "help", "this help", "Screens", scope="app", footer=True
@@ -287,12 +314,49 @@ KEYS: tuple[KeySpec, ...] = (
         scope="metrics",
     ),
     KeySpec(
+        "t",
+        "toggle_calibration",
+        "calibrate",
+        "raw or calibrated table (temperature fitted on train; rows on the other clips)",
+        "Metrics screen",
+        scope="metrics",
+    ),
+    KeySpec(
         "escape",
         "cancel_or_back",
         "cancel/back",
         "cancel a running computation, else back",
         "Metrics screen",
         scope="metrics",
+        footer=True,
+        palette=False,
+    ),
+    # --- annotators screen
+    KeySpec(
+        "d",
+        "next_dataset",
+        "dataset",
+        "show the next dataset's raters",
+        "Annotators screen",
+        scope="annotators",
+        footer=True,
+    ),
+    KeySpec(
+        "c",
+        "cycle_model",
+        "model",
+        "confusion rows of the other fitted model (Dawid-Skene / MACE)",
+        "Annotators screen",
+        scope="annotators",
+        footer=True,
+    ),
+    KeySpec(
+        "escape",
+        "app.pop_screen",
+        "back",
+        "back to the browser",
+        "Annotators screen",
+        scope="annotators",
         footer=True,
         palette=False,
     ),

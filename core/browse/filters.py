@@ -15,11 +15,21 @@ values with spaces are quoted (`tag:"needs review"`).
 | `tag:NAME` / `tagged` | has that tag / any tag |
 | `note` | has a note |
 | `voted` | you cast your own vote |
+| `rater:ID` | rater ID (an annotator's external id, any kind) voted on the clip |
+| `unreliable` | the reliability fit moves the clip's distribution most (see below) |
 | `audio` | clip has an audio file |
 | `js>0.3` `bc<0.5` | divergence to the human distribution (needs a run + strategy) |
 | `disagree` / `agree` | model argmax differs from / equals the human majority (run + strategy) |
 | `failed` | the run failed on this clip (needs a run) |
 | `key:TEXT` or bare words | substring of the clip key or transcript |
+
+`unreliable` reads the dataset's current Dawid-Skene fit (`ambiscope reliability fit`):
+a clip matches when the JS divergence between its raw primary-vote distribution and its
+Dawid-Skene posterior is at least the fit's cut, max(90th percentile of the dataset's
+shifts, 0.05 bits): the top decile of clips whose distribution changes when raters are
+weighed by reliability. Without a fit, or with a stale one (votes changed since), no clip
+of that dataset matches: refit. `rater:` values are not checked against the workspace
+(like `flag:`), so a misspelt rater id selects nothing.
 
 A filter holds at most `MAX_FILTER_CHARS` characters and `MAX_FILTER_TERMS` terms (far
 above real use, far below SQLite's own limits); longer ones are refused with one line.
@@ -56,7 +66,17 @@ _FIELDS = {
 }
 _NUMERIC = {"js": "p.js", "bc": "p.bc", "entropy": "h.norm_entropy", "votes": "h.n_votes"}
 _EXAMPLE = {"js": "0.3", "bc": "0.5", "entropy": "0.5", "votes": "5"}
-FIELD_NAMES = (*_FIELDS, "label", "intended", "ambiguity", "flag", "tag", "key", *_NUMERIC)
+FIELD_NAMES = (
+    *_FIELDS,
+    "label",
+    "intended",
+    "ambiguity",
+    "flag",
+    "tag",
+    "rater",
+    "key",
+    *_NUMERIC,
+)
 """Every `field:` (or `field>`) name, for "did you mean" and the list of fields."""
 
 KnownValues = Callable[[str], Sequence[str]]
@@ -221,6 +241,8 @@ def _compile_field(raw: str, name: str, value: str, b: _Builder, negate: bool) -
         b.add("h.ambiguity = ?", level, negate=negate)
     elif name in ("flag", "tag"):
         b.add(_exists(f"{name}s"), value, negate=negate)
+    elif name == "rater":
+        b.add(_RATER_SQL, value, negate=negate)
     elif name == "key":
         b.add("c.key LIKE ? ESCAPE '\\'", f"%{_escape(value)}%", negate=negate)
     elif name in _NUMERIC:
@@ -267,6 +289,13 @@ _FLAGS_SQL: dict[str, tuple[str, str | None]] = {
         None,
     ),
     "audio": ("c.path IS NOT NULL", None),
+    # the dataset's Dawid-Skene fit, only while current (core/reference/reliability.py)
+    "unreliable": (
+        "EXISTS (SELECT 1 FROM reliability_posteriors x JOIN reliability_fits rf "
+        "ON rf.id = x.fit_id WHERE x.clip_id = c.id AND rf.model = 'ds' "
+        "AND rf.votes_version = d.votes_version AND x.shift >= rf.shift_cut)",
+        None,
+    ),
     "disagree": ("p.agree = 0", "prediction"),
     "agree": ("p.agree = 1", "prediction"),
     "failed": (
@@ -275,6 +304,12 @@ _FLAGS_SQL: dict[str, tuple[str, str | None]] = {
         "run",
     ),
 }
+
+
+_RATER_SQL = (
+    "EXISTS (SELECT 1 FROM votes v JOIN annotators a ON a.id = v.annotator_id "
+    "WHERE v.clip_id = c.id AND a.external_id = ?)"
+)
 
 
 def _escape(text: str) -> str:

@@ -37,25 +37,37 @@ default every run and strategy; the first of each is what `js>`, `bc<`, `agree`,
 `disagree` and `failed` in the filter refer to), `--link` (symlink audio instead of
 copying), `--force` (replace a non-empty OUT).
 
-- `audiofolder`: `audio/<clip key>.<ext>` plus `metadata.jsonl`, loadable with
-  `datasets.load_dataset("audiofolder", data_dir=OUT)`. Clips without an audio file are
-  skipped and counted.
+- `audiofolder` (`<split>/audio/<clip key>.<ext>` + `<split>/metadata.parquet`) and
+  `parquet` (`data/<split>-00000-of-00001.parquet`, audio embedded as `{bytes, path}`),
+  both with a dataset card `README.md` pinning every column's type (`majority` a
+  ClassLabel over the exported datasets' labels, fixed-key `human`/`distribution`
+  structs, lists of strings/structs) and each split's files: `datasets.load_dataset(OUT)`
+  gives a DatasetDict; `load_dataset("audiofolder", data_dir=OUT)` the same features but
+  only train/validation/test folder names (see ambiscope.core.export.hf for the split
+  names). Clips without an audio file are skipped and counted.
 - `csv` (`clips.csv`, nested fields as JSON text) and `jsonl` (`clips.jsonl`): every
   selected clip, with or without audio (`source_path` is the original file).
-- `label-studio`: `tasks.json` (audio as `/data/local-files/?d=audio/...`; every model
-  distribution as a prediction: argmax choice, its probability as score,
-  `model_version` = "run label / strategy") and `labeling_config.xml` (audio, optional
-  transcript, multi-choice emotions). Serve OUT with
-  `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=OUT`,
-  re-annotate with several people, export JSON and read it back with
-  `ambiscope import label-studio EXPORT.json --audio-root OUT` (one rater = one annotator).
+- `label-studio`: `tasks.json` (every model distribution as a prediction: argmax choice,
+  its probability as score, `model_version` = "run label / strategy"; `data.dataset` and
+  `data.clip_id` name the clip), `labeling_config.xml` (audio, optional transcript,
+  multi-choice emotions) and `README.md`, the steps for Label Studio 1.23 with this
+  export's absolute paths. Task audio is `/data/local-files/?d=<path below DIR>` for
+  `--ls-root DIR` (default OUT; an OUT outside DIR is refused), so one Label Studio
+  started with `LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED=true` and
+  `LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT=DIR` serves every export below DIR, once each
+  project has a Local Storage for its export's `audio/` folder (404 before). Re-annotate
+  with several people, export JSON and read it back with
+  `ambiscope import label-studio EXPORT.json`: the votes land on the same clips (one
+  Label Studio user = one annotator). Legacy API tokens answer 401 in 1.23; use a
+  personal access token (`/api/token/refresh/` gives the Bearer token).
 
 Every record has: `key`, `dataset`, `clip_id`, `split`, `speaker`, `gender`,
 `transcript`, `intended_label`, `duration`, `source_path`, `human` ({label: p} or null),
 `human_entropy` (bits), `human_norm_entropy`, `ambiguity`, `majority`, `n_votes`, `votes`
 ([{annotator, kind, label, rank, weight}]), `flags`, `tags`, `notes` ([{author, body}]),
 `predictions` ([{run, run_label, model, strategy, distribution: {label: p}, label, js,
-bc}]); audiofolder adds `file_name`.
+bc}]); audiofolder adds `file_name`, parquet `audio`, and both store `majority` as its
+ClassLabel index.
 
 Every export writes `provenance.json`: workspace path and schema version, the filter,
 datasets (label set, votes version, human-reference options), every run with its full
@@ -100,7 +112,8 @@ SUBSET_FORMATS: Registry[Any] = Registry(
 )
 """`--format` of `ambiscope export subset`: name -> writer(out_dir, records, labels,
 options) -> messages; metadata `audio=True` when the format needs each clip's audio file
-copied in."""
+(copied into `audio/`, unless `places_audio=True`: the writer places or embeds it),
+`prepare(out, options) -> options` for checks and settings before anything is read."""
 
 _API = {
     "ExportError": "ambiscope.core.export._common",

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ambiscope.core.conventions import Conventions, resolve
+from ambiscope.core.reference.reliability import reliability_record
 from ambiscope.core.versions import ambiscope_version, package_versions
 from ambiscope.db import Dataset, Run, Workspace
 
@@ -58,6 +59,8 @@ def dataset_record(ws: Workspace, ds: Dataset) -> dict[str, Any]:
         "votes_version": ds.votes_version,
         "import_options": ds.options,
         "human_reference": ws.human_state(ds.id),
+        # human-ds / human-mace: each stored fit's settings, votes version and staleness
+        "reliability": reliability_record(ws, ds),
     }
 
 

@@ -6,6 +6,10 @@ JS and BC by ambiguity level per strategy (grouped bars); model vs human entropy
 invalid-output rates; N-scaling curves (re-aggregating stored candidates). Next to
 `report.md` and `figures/` it writes `metrics.csv`, `metrics.json` and `provenance.json`.
 
+With `--calibrate-on SPLIT` every number describes the clips outside SPLIT; the table has
+the `+cal` rows, a Calibration section lists the fitted parameters and draws reliability
+diagrams before and after calibration, and the other figures show the raw strategies.
+
 matplotlib is an optional extra (`pip install 'ambiscope[report]'`); it is imported only
 here, with the non-interactive Agg backend, so the report works over SSH without a display.
 """
@@ -30,6 +34,7 @@ from ambiscope.core.export._common import (
     dumps,
     safe_stem,
 )
+from ambiscope.core.export.calibration import raw_name
 from ambiscope.core.export.data import MemberData
 from ambiscope.core.export.provenance import PROVENANCE_FILE
 from ambiscope.core.export.scaling import (
@@ -222,6 +227,45 @@ def reliability_figure(
     return figs.save(fig, f"reliability-{_stem(run_members[0])}.png")
 
 
+def calibration_figure(
+    figs: _Figures, pairs: list[tuple[MemberData, MemberData]], conventions: Conventions
+) -> str:
+    """Reliability before and after calibration, one panel per strategy of one run."""
+    plt = figs.plt
+    rows, cols = _grid(len(pairs))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(pairs) :]:
+        ax.set_visible(False)
+    for ax, (raw, cal) in zip(axes.flat, pairs, strict=False):
+        ax.plot([0, 1], [0, 1], color="grey", lw=0.8, ls="--")
+        for m, name in ((raw, "raw"), (cal, "calibrated")):
+            conf, acc, count = reliability_bins(m.P, m.Q, conventions)
+            ok = count > 0
+            value = ece(m.P, m.Q, conventions.ece_n_bins, conventions.ece_bins)
+            ax.plot(conf[ok], acc[ok], marker="o", ms=3, label=f"{name} (ECE {value:.3f})")
+        ax.set(xlim=(0, 1.02), ylim=(0, 1.02), xlabel="confidence")
+        ax.set_ylabel("accuracy vs human majority")
+        ax.set_title(raw.strategy, fontsize=9)
+        ax.legend(fontsize=7)
+    first = pairs[0][0]
+    fig.suptitle(f"Calibration: {first.data.dataset.name}, {first.run.label} (held-out clips)")
+    return figs.save(fig, f"calibration-{_stem(first)}.png")
+
+
+def calibration_pairs(
+    members: Sequence[MemberData],
+) -> dict[int, list[tuple[MemberData, MemberData]]]:
+    """Per run, (raw, calibrated) members of each calibrated strategy, in strategy order."""
+    by_key = {(m.run.id, m.strategy): m for m in members}
+    out: dict[int, list[tuple[MemberData, MemberData]]] = {}
+    for run_id, run_members in _by_run(members).items():
+        for cal in run_members:
+            raw = raw_name(cal.strategy)
+            if raw is not None and (run_id, raw) in by_key:
+                out.setdefault(run_id, []).append((by_key[(run_id, raw)], cal))
+    return out
+
+
 def confusion(P: np.ndarray, Q: np.ndarray) -> np.ndarray:
     """Row-normalised confusion matrix: human majority (rows) x model argmax (columns)."""
     k = P.shape[1]
@@ -329,6 +373,42 @@ def _image(path: str, alt: str) -> str:
     return f"![{alt}]({path})\n"
 
 
+def calibration_section(
+    figs: _Figures,
+    members: Sequence[MemberData],
+    record: dict[str, Any],
+    conventions: Conventions,
+) -> list[str]:
+    """The report's Calibration section: what was fitted, then before/after diagrams."""
+    pairs = calibration_pairs(members).values()
+    images = [_image(calibration_figure(figs, p, conventions), "calibration") for p in pairs]
+    return ["## Calibration\n", _md_calibration(record), *images]
+
+
+def _md_calibration(record: dict[str, Any]) -> str:
+    """What was fitted where: one line per run x strategy with its parameters."""
+    lines = [
+        f"{record['method'].capitalize()} scaling fitted per run x strategy on split "
+        f"`{record['split']}` (minimising the {record['objective']}; floor eps = "
+        f"{record['eps']:g} on Q before the logarithm). Every number in this report is on "
+        "the other clips. Loss: mean cross-entropy on the fitting clips, bits.\n",
+        "| Dataset | Run | Strategy | fit clips | parameters | loss before | loss after |",
+        "| :-- | --: | :-- | --: | :-- | --: | --: |",
+    ]
+    for fit in record["fits"]:
+        if "temperature" in fit:
+            params = f"T = {fit['temperature']:.3f}"
+        else:
+            scale = ", ".join(f"{v:.2f}" for v in fit["scale"])
+            bias = ", ".join(f"{v:+.2f}" for v in fit["bias"])
+            params = f"scale [{scale}]; bias [{bias}]"
+        lines.append(
+            f"| {fit['dataset']} | {fit['run']} | {fit['strategy']} | {fit['n_fit']} | "
+            f"{params} | {fit['loss_before_bits']:.3f} | {fit['loss_after_bits']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 # ------------------------------------------------------------------------- building
 def build_report(ws: Workspace, out: str | Path, options: ReportOptions) -> ReportResult:
     """Write the report directory atomically (see the module docstring)."""
@@ -369,7 +449,8 @@ def _read_scaling(
     if not options.scaling_strategies or options.scaling_clips < 1:
         return []
     inputs = []
-    for run_members in _by_run(members).values():
+    raw = [m for m in members if raw_name(m.strategy) is None]
+    for run_members in _by_run(raw).values():
         widest = max(run_members, key=lambda m: len(m.rows))
         data = read_scaling_input(
             ws, widest, max_clips=options.scaling_clips, seed=options.table.seed
@@ -387,6 +468,8 @@ def _write_sections(
     options: ReportOptions,
     prov: dict[str, Any],
 ) -> str:
+    all_members = members
+    members = [m for m in members if raw_name(m.strategy) is None]  # figures: raw strategies
     runs = _by_run(members)
     conventions = table.options.conventions or Conventions()
     parts = [
@@ -406,6 +489,10 @@ def _write_sections(
         *(_image(entropy_figure(figs, rm, options.table.seed), "entropy") for rm in runs.values()),
         "## Reliability (ECE)\n",
         *(_image(reliability_figure(figs, rm, conventions), "reliability") for rm in runs.values()),
+    ]
+    if "calibration" in prov:
+        parts += calibration_section(figs, all_members, prov["calibration"], conventions)
+    parts += [
         "## Confusion matrices (argmax labels, rows normalised)\n",
         *(_image(confusion_figure(figs, rm), "confusion") for rm in runs.values()),
         "## Invalid outputs\n",

@@ -16,6 +16,12 @@ column in \\textbf). "Best" is judged within a dataset and group, on the display
 declaration (ambiscope.core.metrics.METRICS); `*` marks p < 0.05 against the baseline.
 Every format names the conventions the numbers follow (a last line, the Markdown legend,
 the LaTeX caption; `options.conventions` in JSON); provenance records every field.
+
+With `calibrate_on` (`--calibrate-on SPLIT`) each (run, strategy) is also calibrated on
+that split (ambiscope.core.export.calibration): every row then describes the clips outside
+the split only, each strategy gets a `+cal` row beside it, tested against it, JS, BC and
+ECE are always among the metrics, every format says so, and provenance holds the fitted
+parameters under `calibration`.
 """
 
 from __future__ import annotations
@@ -34,6 +40,13 @@ import numpy as np
 from ambiscope.core.conventions import Conventions, resolve
 from ambiscope.core.export import TABLE_FORMATS
 from ambiscope.core.export._common import ExportError, atomic_write_text, dumps
+from ambiscope.core.export.calibration import (
+    calibrate_members,
+    calibration_note,
+    check_method,
+    check_split,
+    raw_name,
+)
 from ambiscope.core.export.data import (
     DatasetData,
     MemberData,
@@ -61,6 +74,8 @@ LEVEL_ORDER: tuple[str, ...] = ("low", "medium", "high")
 ALL_LABEL = "all"
 SIGNIFICANCE = 0.05
 DEFAULT_CAPTION = "Model vs human emotion distributions."
+CALIBRATED_METRICS: tuple[str, ...] = ("js", "bc", "ece")
+"""Always in a calibrated table: what calibration is meant to move."""
 
 GROUP_TITLES = {
     "ambiguity": "Ambiguity",
@@ -75,7 +90,8 @@ class TableOptions:
     """How the table is computed (all of it goes into provenance).
 
     conventions: the human reference's and the metrics' rules; `plan_metrics` fills in
-    the workspace's default for None.
+    the workspace's default for None. calibrate_on: the split each (run, strategy) is
+    calibrated on with the `calibration` method (None: raw distributions only).
     """
 
     metrics: tuple[str, ...] = DEFAULT_METRICS
@@ -86,9 +102,15 @@ class TableOptions:
     baseline: str | None = "single"
     reference: str = "human"
     conventions: Conventions | None = None
+    calibrate_on: str | None = None
+    calibration: str = "temperature"
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "metrics", check_metrics(self.metrics))
+        metrics = tuple(self.metrics)
+        if self.calibrate_on is not None:
+            check_method(self.calibration)
+            metrics += tuple(m for m in CALIBRATED_METRICS if m not in metrics)
+        object.__setattr__(self, "metrics", check_metrics(metrics))
         if self.by not in BY_CHOICES:
             raise ExportError(f"--by must be one of {', '.join(BY_CHOICES)}, got {self.by!r}")
         if self.bootstrap < 0:
@@ -174,12 +196,11 @@ def _cohorts(members: Sequence[MemberData], baseline: str | None) -> list[_Cohor
         by_run[m.run.id][m.strategy] = m
     for strategies in by_run.values():
         base_name = baseline_for(set(strategies), baseline)
-        if base_name is None:
-            continue
-        base = strategies[base_name]
         for name, m in strategies.items():
-            if name == base_name:
+            against = raw_name(name) or base_name  # a +cal member: its raw strategy
+            if against is None or against == name or against not in strategies:
                 continue
+            base = strategies[against]
             (c1, i1), (c2, i2) = where[id(base)], where[id(m)]
             if c1 is c2:
                 c1.pairs.append((i1, i2))
@@ -248,7 +269,7 @@ def _row(
         "run_label": m.run.label,
         "model": m.run.model,
         "strategy": m.strategy,
-        "baseline": base_names.get(m.run.id),
+        "baseline": raw_name(m.strategy) or base_names.get(m.run.id),
         "group": group,
         "n": int(values["n"]),
     }
@@ -271,9 +292,15 @@ def _sort_key(options: TableOptions) -> Any:
             g = (0, f"{LEVEL_ORDER.index(group)}")
         else:
             g = (1, str(group))
-        return (row["dataset"], g, row["run"], strategy_rank(row["strategy"]))
+        return (row["dataset"], g, row["run"], *_strategy_order(row["strategy"]))
 
     return key
+
+
+def _strategy_order(name: str) -> tuple[tuple[int, str], bool]:
+    """Registration order, each `+cal` strategy right after its raw one."""
+    raw = raw_name(name)
+    return strategy_rank(raw or name), raw is not None
 
 
 @dataclass(frozen=True)
@@ -307,6 +334,8 @@ def plan_metrics(
     dss = resolve_datasets(ws, datasets)
     selected = resolve_runs(ws, dss, runs)
     dss = [ds for ds in dss if any(r.dataset_id == ds.id for r in selected)]
+    if options.calibrate_on is not None:
+        check_split(ws, dss, options.calibrate_on)
     check_strategies(ws, selected, strategies)
     strategies = _with_baseline(ws, selected, strategies, options.baseline)
     within = dss[0].id if len(dss) == 1 else None
@@ -345,6 +374,12 @@ def read_metrics(
         raise ExportError(
             "nothing to compare: no predictions on clips with human votes in the selection"
         )
+    calibration = None
+    if plan.options.calibrate_on is not None:
+        members, calibration = calibrate_members(
+            members, plan.options.calibrate_on, plan.options.calibration, warnings
+        )
+    raw = [m for m in members if raw_name(m.strategy) is None]  # +cal: derived, not read
     prov = build_provenance(
         ws,
         export=export,
@@ -352,10 +387,12 @@ def read_metrics(
         runs=plan.runs,
         filter_text=plan.where,
         options={**_options_record(plan.options), "strategies": list(plan.strategies)},
-        counts={"predictions": len(members), "clips": _clip_counts(members)},
+        counts={"predictions": len(raw), "clips": _clip_counts(raw)},
         warnings=warnings,
         conventions=plan.options.conventions,
     )
+    if calibration is not None:
+        prov["calibration"] = calibration
     return members, prov
 
 
@@ -472,6 +509,8 @@ def _legend(table: BenchmarkTable, titles: Titles = _title, less: str = "<") -> 
             f"* p {less} {SIGNIFICANCE} (paired bootstrap vs the run's {o.baseline} strategy, "
             "same clips)"
         )
+    if o.calibrate_on is not None:
+        parts.append(calibration_note(o.calibration, o.calibrate_on, o.bootstrap > 0))
     arrows = ", ".join(
         f"{titles(m)} {'higher' if _higher(m) else 'lower'} is better" for m in o.metrics
     )
@@ -489,7 +528,8 @@ def format_text(table: BenchmarkTable, provenance: dict[str, Any] | None = None)
     metrics = table.options.metrics
     best = _best(table.rows, metrics)
     width = 15
-    head = f"{'dataset':<10} {'run':<18} {'strategy':<10} {'group':<8} {'n':>7} " + " ".join(
+    sw = max([10, *(len(row["strategy"]) for row in table.rows)])  # `likelihood~+cal` whole
+    head = f"{'dataset':<10} {'run':<18} {'strategy':<{sw}} {'group':<8} {'n':>7} " + " ".join(
         f"{_title(m) + (' ↑' if _higher(m) else ' ↓'):>{width}}" for m in metrics
     )
     lines = [head, "-" * len(head)]
@@ -504,8 +544,7 @@ def format_text(table: BenchmarkTable, provenance: dict[str, Any] | None = None)
             cells.append(f"{text:>{width}}")
         lines.append(
             f"{row['dataset'][:10]:<10} {str(row['run_label'])[:18]:<18} "
-            f"{row['strategy'][:10]:<10} {str(row['group'])[:8]:<8} {row['n']:>7} "
-            + " ".join(cells)
+            f"{row['strategy']:<{sw}} {str(row['group'])[:8]:<8} {row['n']:>7} " + " ".join(cells)
         )
     lines.append(_legend(table).replace("marked", "marked *").replace("* p <", "† p <"))
     lines.append(f"conventions: {table.options.conventions_label}")

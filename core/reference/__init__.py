@@ -1,10 +1,12 @@
 """What models are compared with: the reference distributions of a dataset.
 
-Three references, each a way to pool annotator votes into one distribution per clip:
-`human` (the dataset's configured human kinds, cached by `reference.human`), `synthetic`
-(the ALM raters' votes) and `combined` (both pooled, each synthetic rater one vote like
-each human). `REFERENCES` maps each name to its loader (`reference.pooled`); the command
-line and the TUI list `REFERENCES.names()`, so a new reference is one registration.
+Three references pool annotator votes into one distribution per clip: `human` (the
+dataset's configured human kinds, cached by `reference.human`), `synthetic` (the ALM
+raters' votes) and `combined` (both pooled, each synthetic rater one vote like each
+human). Two more weigh the human raters by their estimated reliability: `human-ds` and
+`human-mace`, the stored Dawid-Skene / MACE posteriors (`reference.reliability`).
+`REFERENCES` maps each name to its loader (`reference.pooled`, `reference.reliability`);
+the command line and the TUI list `REFERENCES.names()`, so a new reference is one registration.
 
 Data flows downward only: front ends -> evaluation/export -> reference -> metrics -> db.
 Nothing here imports numpy until a reference is loaded, so listing the names is free.
@@ -29,6 +31,16 @@ REFERENCES.add(
     "combined",
     "ambiscope.core.reference.pooled:COMBINED",
     description="human and synthetic votes pooled",
+)
+REFERENCES.add(
+    "human-ds",
+    "ambiscope.core.reference.reliability:HUMAN_DS",
+    description="Dawid-Skene posterior of the human raters (`ambiscope reliability fit`)",
+)
+REFERENCES.add(
+    "human-mace",
+    "ambiscope.core.reference.reliability:HUMAN_MACE",
+    description="MACE posterior of the human raters (`ambiscope reliability fit`)",
 )
 
 

@@ -129,7 +129,7 @@ def demo_db(demo_template: Path, tmp_path: Path) -> Path:
 
 # ----------------------------------------------------------------------------- tests
 def test_reference_names_come_from_the_registry() -> None:
-    assert REFERENCES.names() == ("human", "synthetic", "combined")
+    assert REFERENCES.names() == ("human", "synthetic", "combined", "human-ds", "human-mace")
     assert reference_name(None) == "human"
     assert reference_name("Combined") == "combined"
     with pytest.raises(ValueError, match="human, synthetic, combined"):

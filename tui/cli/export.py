@@ -27,6 +27,7 @@ BY_CHOICES = "ambiscope.core.export.tables:BY_CHOICES"
 DEFAULT_METRICS = "js,bc,r2_pearson,accuracy,macro_f1"
 TABLE_METRICS = "ambiscope.core.metrics.bootstrap:cohort_metrics"  # what `--metrics all` means
 SCALABLE_STRATEGIES = "ambiscope.core.scaling.strategies:scalable_strategies"
+CALIBRATIONS = "ambiscope.core.metrics.calibration:CALIBRATIONS"
 
 
 def _subset_selection(run_help: str, strategy_help: str) -> Any:
@@ -70,6 +71,19 @@ _table_selection = option_group(
             help="Comma list of metrics, or 'all'.",
         ),
         click.option("--seed", default=0, show_default=True, help="Bootstrap seed."),
+        click.option(
+            "--calibrate-on",
+            metavar="SPLIT",
+            help="Calibrate each run x strategy on this split's clips against the reference "
+            "and report the OTHER clips only, raw and calibrated (+cal rows); adds JS, BC "
+            "and ECE; parameters in provenance.",
+        ),
+        click.option(
+            "--calibration",
+            type=RegistryChoice(CALIBRATIONS),
+            help="Calibration map for --calibrate-on (default: temperature; vector: "
+            "per-label scale and bias, L2-regularised).",
+        ),
         conventions_options,
     ]
 )
@@ -82,6 +96,8 @@ def _table_options(ws: Any, kw: dict[str, Any]) -> Any:
 
     conventions = conventions_of(ws, kw)
     baseline = kw["baseline"]
+    if kw["calibration"] and not kw["calibrate_on"]:
+        raise click.UsageError("--calibration needs --calibrate-on SPLIT")
     return TableOptions(
         metrics=kw["metrics"],
         by=kw.get("by", "ambiguity"),
@@ -90,6 +106,8 @@ def _table_options(ws: Any, kw: dict[str, Any]) -> Any:
         baseline=None if baseline.lower() in ("none", "") else baseline,
         reference=kw["reference"],
         conventions=conventions,
+        calibrate_on=kw["calibrate_on"],
+        calibration=kw["calibration"] or "temperature",
     )
 
 
@@ -218,6 +236,13 @@ def export() -> None:
 )
 @_subset_selection("Runs to include (default: all).", "Strategies (default: all).")
 @click.option("--link", is_flag=True, help="Symlink audio files instead of copying them.")
+@click.option(
+    "--ls-root",
+    type=click.Path(file_okay=False, exists=True),
+    help="label-studio: Label Studio's LOCAL_FILES_DOCUMENT_ROOT; OUT must lie inside it and "
+    "task audio URLs are relative to it, so one instance serves every export below it "
+    "(default: OUT).",
+)
 @force_option
 @db_option
 def subset(
@@ -228,6 +253,7 @@ def subset(
     runs: tuple[int, ...],
     strategies: tuple[str, ...],
     link: bool,
+    ls_root: str | None,
     force: bool,
     db: Path,
 ) -> None:
@@ -235,9 +261,12 @@ def subset(
 
     Writes OUT/provenance.json; refuses a non-empty OUT without --force.
     """
+    from ambiscope.core.export import SUBSET_FORMATS
     from ambiscope.core.export.subset import SubsetOptions, export_subset
     from ambiscope.db import Workspace
 
+    if ls_root and "ls_root" not in SUBSET_FORMATS.meta(fmt).get("extra", ()):
+        raise click.UsageError(f"--ls-root does not apply to --format {fmt}")
     options = SubsetOptions(
         where=where,
         format=fmt,
@@ -246,6 +275,7 @@ def subset(
         strategies=strategies,
         link=link,
         force=force,
+        extra={"ls_root": ls_root} if ls_root else {},
     )
     with Workspace.open(db) as ws:
         result = export_subset(ws, out, options)

@@ -17,7 +17,8 @@ FILTER_HELP = (
     "Filter language: terms joined by AND, -term negates, quote values with spaces.\n"
     "dataset:NAME split:NAME speaker:ID gender:F label:LABEL intended:LABEL "
     "ambiguity:low|medium|high entropy>0.5 votes>=5 flag:NAME flagged tag:NAME tagged note "
-    "voted audio js>0.3 bc<0.5 disagree agree failed key:TEXT, or bare words (key/transcript)."
+    "voted rater:ID unreliable audio js>0.3 bc<0.5 disagree agree failed key:TEXT, or bare "
+    "words (key/transcript)."
 )
 
 

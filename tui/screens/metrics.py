@@ -13,6 +13,14 @@ metric columns scroll, and `c` chooses which metric columns show. Markers follow
 and level in bold, `*` where the paired bootstrap against the run's baseline strategy
 gives p < 0.05. That test (`with_significance`, the CLI's own) runs with the bootstrap
 pass when own votes are not pooled in, since the CLI tests on the stored reference.
+
+`t` toggles a calibrated table: `ambiscope metrics --calibrate-on SPLIT` on every dataset
+(`table_rows`: temperature scaling per run x strategy, raw and `+cal` rows on the clips
+outside SPLIT, against the stored reference like the CLI, so own votes are not pooled in
+there). SPLIT is `train`, or
+when a dataset lacks it the first split (alphabetically) that every dataset has
+(ambiscope.core.export.calibration.default_split); the title then says `calibrated on
+SPLIT`, and without that phrase the numbers are the raw ones on every clip.
 """
 
 from __future__ import annotations
@@ -98,21 +106,26 @@ def cell(row: dict[str, Any], key: str, best: bool = False) -> Text:
 
 def legend(rows: list[dict[str, Any]]) -> str:
     """What the markers mean, and when no significance test is in the rows."""
+    from ambiscope.core.export.calibration import raw_name
+
     text = "bold: best per dataset and level"
     if any(k.endswith("_p") and _finite(v) for r in rows for k, v in r.items()):
-        return text + f" · * p < {SIGNIFICANCE:g} vs the run's baseline (paired bootstrap)"
-    return text + " · * needs `ambiscope metrics` (paired test)"
+        text += f" · * p < {SIGNIFICANCE:g} vs the run's baseline (paired bootstrap)"
+    else:
+        text += " · * needs `ambiscope metrics` (paired test)"
+    if any(raw_name(str(r.get("strategy", ""))) for r in rows):
+        text += " · +cal: calibrated, its baseline the raw strategy"
+    return text
 
 
-def with_significance(
+def table_rows(
     access: WorkspaceAccess,
-    rows: list[dict[str, Any]],
     bootstrap: int,
     reference: str = "human",
     baseline: str = "single",
+    calibrate_on: str | None = None,
 ) -> list[dict[str, Any]]:
-    """The rows with the `<metric>_p` of `ambiscope metrics`: a paired bootstrap of each
-    strategy against its run's baseline on the same clips (the baseline's own are NaN).
+    """The rows of `ambiscope metrics` over every dataset, with the screen's columns.
 
     The table's plan may refresh a stale human cache (one short write); the reading is
     done on a read-only snapshot and the bootstrap outside any connection.
@@ -125,17 +138,45 @@ def with_significance(
     )
 
     metrics = tuple(key for key, _ in COLUMNS)
-    options = TableOptions(metrics, bootstrap=bootstrap, baseline=baseline, reference=reference)
+    options = TableOptions(
+        metrics,
+        bootstrap=bootstrap,
+        baseline=baseline,
+        reference=reference,
+        calibrate_on=calibrate_on,
+    )
     with access.writer() as ws:
         plan = plan_metrics(ws, options=options)
     with access.reader() as ws, ws.snapshot():
         members, _ = read_metrics(ws, plan)
-    table = build_table(members, plan.options)
+    return build_table(members, plan.options).rows
+
+
+def calibration_split(access: WorkspaceAccess) -> str:
+    """The split the `t` toggle fits on (see the module docstring)."""
+    from ambiscope.core.export.calibration import default_split
+
+    with access.reader() as ws:
+        return default_split(ws, [ds for ds in ws.datasets() if ws.runs(ds.id)])
+
+
+def with_significance(
+    access: WorkspaceAccess,
+    rows: list[dict[str, Any]],
+    bootstrap: int,
+    reference: str = "human",
+    baseline: str = "single",
+) -> list[dict[str, Any]]:
+    """The rows with the `<metric>_p` of `ambiscope metrics`: a paired bootstrap of each
+    strategy against its run's baseline on the same clips (the baseline's own are NaN).
+    """
+    metrics = tuple(key for key, _ in COLUMNS)
+    rows_of_table = table_rows(access, bootstrap, reference, baseline)
 
     def key(row: dict[str, Any]) -> tuple[str, int, str, str]:
         return (str(row["dataset"]), int(row["run"]), str(row["strategy"]), str(row["group"]))
 
-    p_values = {key(r): {f"{m}_p": r[f"{m}_p"] for m in metrics} for r in table.rows}
+    p_values = {key(r): {f"{m}_p": r[f"{m}_p"] for m in metrics} for r in rows_of_table}
     return [{**r, **p_values.get(key(r), {})} for r in rows]
 
 
@@ -207,6 +248,7 @@ class MetricsScreen(AppScreen):
         self._worker: Worker[None] | None = None
         self.reference = "human"
         self.conventions = ""
+        self.calibrate_on: str | None = None  # the fitting split while `t` is on
 
     def compose(self) -> ComposeResult:
         yield Static("Metrics", id="metrics-title", classes="screen-title")
@@ -252,7 +294,9 @@ class MetricsScreen(AppScreen):
             return
         self.query_one("#metrics-loading").display = True
         self._set_title("computing point estimates…")
-        self._worker = self.compute(settings.include_own_votes, settings.bootstrap, self.reference)
+        self._worker = self.compute(
+            settings.include_own_votes, settings.bootstrap, self.reference, self.calibrate_on
+        )
 
     def _conventions_label(self) -> str:
         """The workspace's default conventions, as tables name them."""
@@ -272,6 +316,21 @@ class MetricsScreen(AppScreen):
         self.reference = names[(names.index(self.reference) + 1) % len(names)]
         self.action_recompute()
 
+    def action_toggle_calibration(self) -> None:
+        """Raw <-> calibrated on the default split (see the module docstring)."""
+        if self._worker is not None and not self._worker.is_finished:
+            self._worker.cancel()
+            self._worker = None
+        if self.calibrate_on is not None:
+            self.calibrate_on = None
+        else:
+            try:
+                self.calibrate_on = calibration_split(self.app.access)
+            except ExportError as exc:
+                self.post_message(MetricsFailed(one_line(exc)))
+                return
+        self.action_recompute()
+
     def action_cancel_or_back(self) -> None:
         if self._worker is not None and not self._worker.is_finished:
             self._worker.cancel()
@@ -282,22 +341,22 @@ class MetricsScreen(AppScreen):
         self.app.switch_mode("browser")
 
     @work(thread=True, exclusive=True, group="metrics")
-    def compute(self, include_own: bool, bootstrap: int, reference: str = "human") -> None:
+    def compute(
+        self,
+        include_own: bool,
+        bootstrap: int,
+        reference: str = "human",
+        calibrate_on: str | None = None,
+    ) -> None:
         worker = get_current_worker()
         access = self.app.access
         try:
             for n_boot in (0, bootstrap) if bootstrap else (0,):
                 t0 = time.perf_counter()
-                rows = data.evaluate_rows(
-                    access,
-                    include_own,
-                    n_boot,
-                    should_stop=lambda: worker.is_cancelled,
-                    reference=reference,
-                )
-                if n_boot and not include_own:  # the CLI's test is on the stored reference
-                    with contextlib.suppress(ExportError):  # then no markers, as the legend says
-                        rows = with_significance(access, rows, n_boot, reference)
+                if calibrate_on is not None:  # the CLI's table, its p values included
+                    rows = table_rows(access, n_boot, reference, calibrate_on=calibrate_on)
+                else:
+                    rows = self._raw_rows(access, include_own, n_boot, reference, worker)
                 if worker.is_cancelled:
                     return
                 self.post_message(MetricsReady(rows, n_boot, time.perf_counter() - t0))
@@ -305,8 +364,31 @@ class MetricsScreen(AppScreen):
             if not worker.is_cancelled:
                 self.post_message(MetricsFailed(one_line(exc)))
 
+    @staticmethod
+    def _raw_rows(
+        access: WorkspaceAccess,
+        include_own: bool,
+        bootstrap: int,
+        reference: str,
+        worker: Worker[None],
+    ) -> list[dict[str, Any]]:
+        """Rows on every clip against the reference the screen shows (own votes or not)."""
+        rows = data.evaluate_rows(
+            access,
+            include_own,
+            bootstrap,
+            should_stop=lambda: worker.is_cancelled,
+            reference=reference,
+        )
+        if bootstrap and not include_own:  # the CLI's test is on the stored reference
+            with contextlib.suppress(ExportError):  # then no markers, as the legend says
+                rows = with_significance(access, rows, bootstrap, reference)
+        return rows
+
     def _set_title(self, status: str) -> None:
         versus = "" if self.reference == "human" else f" vs {self.reference} votes"
+        if self.calibrate_on is not None:
+            versus += f" · calibrated on {self.calibrate_on} (other clips)"
         title = f"Metrics{versus} · conventions: {self.conventions} · {status}"
         self.query_one("#metrics-title", Static).update(Text(title))
 

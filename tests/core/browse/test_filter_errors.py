@@ -65,7 +65,7 @@ def test_numbers_in_any_usual_spelling_compile(text: str, value: float) -> None:
         (
             "colour:red",
             "colour:red: unknown filter field 'colour'; fields: dataset, split, speaker, "
-            "gender, label, intended, ambiguity, flag, tag, key, js, bc, entropy, votes",
+            "gender, label, intended, ambiguity, flag, tag, rater, key, js, bc, entropy, votes",
         ),
     ],
 )

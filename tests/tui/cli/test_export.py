@@ -246,10 +246,19 @@ def test_tiny_model_run_then_export(
     )
     assert result.exit_code == 1  # contradictory filter: nothing selected, nothing written
     result = invoke(
-        demo_db, "export", "subset", "--run", str(run.id), "--strategy", "likelihood", str(out)
+        demo_db,
+        "export",
+        "subset",
+        "--run",
+        str(run.id),
+        "--strategy",
+        "likelihood",
+        "--format",
+        "jsonl",
+        str(out),
     )
     assert result.exit_code == 0, result.output
-    records = [json.loads(x) for x in (out / "metadata.jsonl").read_text().splitlines()]
+    records = [json.loads(x) for x in (out / "clips.jsonl").read_text().splitlines()]
     with_model = [r for r in records if r["predictions"]]
     assert len(with_model) == 4
     assert with_model[0]["predictions"][0]["run_label"] == "tiny"

@@ -45,6 +45,14 @@ def run_part(run: Run) -> Part:
     return Part((f"run {title}", f"run {short}", f"run #{run.id}"), "bold", give=8)
 
 
+def queue_part(row: int, count: int, size: int) -> Part:
+    """Where the cursor is in the audit queue, the top `size` of `count` clips by priority:
+    `queue 3/50`, or `past queue (50)` below its end (j/k keep going past it)."""
+    length = min(size, count)
+    form = f"queue {row + 1}/{length}" if row < length else f"past queue ({length})"
+    return Part((form,), "bold magenta")
+
+
 def fit(parts: Sequence[Part], width: int) -> Text:
     """The parts joined by ` · `, each in the longest form that lets the line fit `width`.
 

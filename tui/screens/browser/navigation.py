@@ -1,9 +1,19 @@
-"""Browser keys that change what is shown: cursor, sort, run and strategy, filter terms.
+"""Browser keys that change what is shown: cursor, sort, run and strategy, filter terms,
+and the walk through the audit queue.
 
 The quick filter keys (A P L D ! M >) edit the same filter text the `/` line shows, so a
 researcher can always see, and type over, what the keys did. When a re-sample job
 finishes having created a run, a toast offers to switch to it: the run picker (R) then
 opens on that run, so R, enter switches.
+
+The audit queue is the table sorted by `priority` (ambiscope.core.browse.priority),
+highest first, under the current filter, run and strategy: `Q` shows it from its top,
+`.` / `,` step to the next / previous clip of its first `QUEUE` clips (the header says
+`queue 3/50`), and the flag, tag, note and vote keys act on the clip under the cursor
+as anywhere. (`n` and `p`, the obvious pair, are taken: `n` edits the note.) Edits
+re-read the table in place, so the walk goes on from the same row; a flag or tag does
+not move a clip in the queue, an own vote only when own votes count in the human
+distribution (`O`), as the priority reads it.
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ from ambiscope.tui import jobs_bridge
 from ambiscope.tui.messages import JobsChanged, TaskFailed
 from ambiscope.tui.screens.browser.detail import DetailLoading
 from ambiscope.tui.screens.browser.header import run_title
+from ambiscope.tui.screens.browser.query import QUEUE
 from ambiscope.tui.screens.modals import RunPickerModal
 from ambiscope.tui.widgets.clip_table import COLUMNS, ClipTable
 
@@ -163,6 +174,33 @@ class NavigationActions(DetailLoading):
             return
         i = names.index(q.strategy) if q.strategy in names else -1
         self.select_model(q.run_id, names[(i + step) % len(names)])
+
+    # ------------------------------------------------------------------ audit queue
+    def action_audit_queue(self) -> None:
+        """Sort by priority, highest first; the cursor goes to the queue's first clip."""
+        self.set_sort("priority", True)
+
+    def action_queue_step(self, step: int) -> None:
+        """The next (1) or previous (-1) clip of the queue; starts it under another sort."""
+        if not self.in_queue:
+            self.action_audit_queue()
+            self.notify("audit queue: sorted by priority (. next, , previous)", timeout=3)
+            return
+        table = self.table
+        length = min(QUEUE, table.row_count)
+        row = table.cursor_row + step
+        if step > 0 and row >= length:
+            self.notify(f"end of the audit queue ({length} clips; Q goes back to its top)")
+            return
+        if row < 0:
+            self.notify("first clip of the audit queue", timeout=2)
+            return
+        table.move_cursor(min(row, length - 1))
+
+    @on(ClipTable.CursorMoved)
+    def _queue_position(self, message: ClipTable.CursorMoved) -> None:
+        if self.in_queue:  # the header's `queue 3/50` follows the cursor
+            self.refresh_topbar()
 
     # ------------------------------------------------------------------ filter
     def action_focus_filter(self) -> None:

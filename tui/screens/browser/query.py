@@ -23,8 +23,9 @@ from textual.widgets import Input, Static
 from textual.worker import get_current_worker
 
 from ambiscope.core.browse import query as browse
+from ambiscope.core.browse.audit_queue import DEFAULT_TOP
 from ambiscope.core.browse.filters import FilterError, parse_filter
-from ambiscope.core.browse.query import SORTABLE, BrowseQuery
+from ambiscope.core.browse.query import SORTS, BrowseQuery
 from ambiscope.core.scaling.strategies import preferred_strategy
 from ambiscope.core.text import one_line
 from ambiscope.db.access import WorkspaceAccess
@@ -43,7 +44,8 @@ from ambiscope.tui.settings import Settings
 from ambiscope.tui.widgets.clip_table import COLUMNS, ClipTable
 from ambiscope.tui.widgets.detail import DetailView
 
-NUMERIC_SORTS = {"entropy", "model_entropy", "js", "flags", "ambiguity"}
+NUMERIC_SORTS = {"entropy", "model_entropy", "js", "flags", "ambiguity", "priority"}
+QUEUE = DEFAULT_TOP  # clips of the audit queue the header counts (`ambiscope queue --top`)
 TOPBAR_PADDING = 2  # #topbar's padding (app.tcss)
 
 
@@ -282,8 +284,9 @@ class QueryPaging(AppScreen):
         self._update_topbar()
 
     def set_sort(self, column: str, descending: bool | None = None) -> None:
-        """Sort by a column id (ambiscope.core.browse.query.SORTABLE); numeric ones descend."""
-        if column not in SORTABLE:
+        """Sort by a column id or `priority` (ambiscope.core.browse.query.SORTS); numeric
+        ones descend."""
+        if column not in SORTS:
             return
         if descending is None:
             descending = column in NUMERIC_SORTS
@@ -356,6 +359,11 @@ class QueryPaging(AppScreen):
             self._topbar = text
             self.query_one("#topbar", Static).update(text)
 
+    @property
+    def in_queue(self) -> bool:
+        """The table shows the audit queue: sorted by priority, highest first."""
+        return self.query_state.sort == "priority" and self.query_state.descending
+
     def _topbar_parts(self) -> list[header.Part]:
         ctx = self.context
         q = self.query_state
@@ -384,6 +392,8 @@ class QueryPaging(AppScreen):
             col = next((c for c in COLUMNS if c.id == q.sort), None)
             arrow = "↓" if q.descending else "↑"
             parts.append(header.Part((f"sort {col.header if col else q.sort}{arrow}",), "dim"))
+            if self.in_queue and self.table.counted:
+                parts.append(header.queue_part(self.table.cursor_row, self.table.row_count, QUEUE))
             if self.settings.include_own_votes:
                 parts.append(header.Part(("own votes in human", "+own", ""), "dim", give=1))
         snapshot = self.app.jobs_snapshot
