@@ -79,11 +79,18 @@ def demo(
 
 @click.command()
 @click.option("--dataset", "-d", multiple=True, help="Limit to these datasets (repeatable).")
+@click.option(
+    "--raters",
+    is_flag=True,
+    help="Also list each rater: votes, agreement with the rest, reliability per stored fit "
+    "(as `ambiscope reliability show`).",
+)
 @conventions_options
 @json_option
 @db_option
 def stats(
     dataset: tuple[str, ...],
+    raters: bool,
     preset: str | None,
     set_conventions: dict[str, str],
     as_json: bool,
@@ -100,7 +107,23 @@ def stats(
     with Workspace.open(db, readonly=True) as ws:
         conventions = resolve(ws.get_meta, preset, set_conventions)
         result = workspace_stats(ws, list(dataset) or None, conventions)
-    click.echo(json.dumps(result, indent=2) if as_json else format_stats(result))
+        if raters:
+            from ambiscope.core.reference.reliability import rater_report
+
+            reports = [rater_report(ws, d) for d in (list(dataset) or ws.datasets())]
+    if as_json:
+        if raters:
+            from ambiscope.core.reference.reliability import report_json
+
+            result["raters"] = [report_json(r) for r in reports]
+        click.echo(json.dumps(result, indent=2))
+        return
+    text = format_stats(result)
+    if raters:
+        from ambiscope.core.reference.reliability import format_report
+
+        text += "\n\n" + "\n\n".join(format_report(r) for r in reports)
+    click.echo(text)
 
 
 @click.group()

@@ -229,6 +229,12 @@ def test_references_are_registered_and_used_by_compare_and_metrics(sim: Sim) -> 
     assert out.exit_code == 0, out.output
     assert '"reference": "human-mace"' in out.output
     (dataset,) = json.loads(out.output)["provenance"]["datasets"]
+    shown = runner.invoke(main, [*db, "reliability", "show", "-d", "sim"])
+    listed = runner.invoke(main, [*db, "stats", "-d", "sim", "--raters"])
+    assert shown.exit_code == listed.exit_code == 0, listed.output
+    assert listed.output.endswith(shown.output) and "r5" in shown.output  # stats lists raters too
+    as_json = json.loads(runner.invoke(main, [*db, "stats", "--raters", "--json"]).output)
+    assert len(as_json["raters"]) == 1
     fits = dataset["reliability"]  # the settings behind human-ds / human-mace numbers
     assert fits["mace"]["settings"]["max_iter"] > 0 and fits["mace"]["stale"] is False
     assert set(fits) == {"ds", "mace"}
