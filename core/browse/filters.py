@@ -28,8 +28,8 @@ a clip matches when the JS divergence between its raw primary-vote distribution 
 Dawid-Skene posterior is at least the fit's cut, max(90th percentile of the dataset's
 shifts, 0.05 bits): the top decile of clips whose distribution changes when raters are
 weighed by reliability. Without a fit, or with a stale one (votes changed since), no clip
-of that dataset matches: refit. `rater:` values are not checked against the workspace
-(like `flag:`), so a misspelt rater id selects nothing.
+of that dataset matches: refit. `rater:` values are checked against the annotators of
+the workspace (or dataset) like `split:`, so a misspelt rater id is an error, not nothing.
 
 A filter holds at most `MAX_FILTER_CHARS` characters and `MAX_FILTER_TERMS` terms (far
 above real use, far below SQLite's own limits); longer ones are refused with one line.
@@ -87,6 +87,7 @@ CHECKED_FIELDS = {
     "gender": ("gender", "genders"),
     "label": ("majority label", "majority labels"),
     "intended": ("intended label", "intended labels"),
+    "rater": ("rater", "raters"),
 }
 """Fields whose value is checked against `KnownValues`: (singular, plural) for messages."""
 _LISTED = 12  # values listed in a message before "..."
@@ -242,6 +243,7 @@ def _compile_field(raw: str, name: str, value: str, b: _Builder, negate: bool) -
     elif name in ("flag", "tag"):
         b.add(_exists(f"{name}s"), value, negate=negate)
     elif name == "rater":
+        _check_present(raw, name, value, b)
         b.add(_RATER_SQL, value, negate=negate)
     elif name == "key":
         b.add("c.key LIKE ? ESCAPE '\\'", f"%{_escape(value)}%", negate=negate)

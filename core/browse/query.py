@@ -579,6 +579,8 @@ _DISTINCT_SQL = {
     "gender": "SELECT DISTINCT upper(gender) FROM clips WHERE gender IS NOT NULL{ds} ORDER BY 1",
     "intended": "SELECT DISTINCT intended_label FROM clips WHERE intended_label IS NOT NULL{ds} "
     "ORDER BY 1",
+    "rater": "SELECT DISTINCT external_id FROM annotators WHERE external_id IS NOT NULL{ds} "
+    "ORDER BY 1",
 }
 
 

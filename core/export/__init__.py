@@ -88,8 +88,8 @@ Space-separated terms are ANDed; `-term` negates; quote values with spaces
 own vote); `audio`; `js>0.3` `bc<0.5` `disagree` `agree` (model vs human; need
 `--run` and `--strategy`); `failed` (needs `--run`); `key:TEXT` or bare words (substring
 of key or transcript). Example: `--where "ambiguity:high disagree -flag:bad split:test"`.
-Values of `dataset:`, `split:`, `gender:`, `label:` and `intended:` are checked against the
-workspace first: a typo is a one-line error listing the valid values.
+Values of `dataset:`, `split:`, `gender:`, `label:`, `intended:` and `rater:` are checked
+against the workspace first: a typo is a one-line error listing the valid values.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from ambiscope.core.browse.filters import FilterError
 from ambiscope.core.browse.query import select_clip_ids
 from ambiscope.core.evaluation import evaluate
 from ambiscope.core.reference import REFERENCES
@@ -269,7 +270,8 @@ def test_rater_and_unreliable_filter_terms(sim: Sim) -> None:
         skipped = select_clip_ids(conn, "-rater:r5")
         assert len(spammer) == 270 and len(skipped) == 30
         assert set(skipped) == {int(c) for i, c in enumerate(sim.clip_ids) if i % 10 == 0}
-        assert select_clip_ids(conn, "rater:nobody") == []
+        with pytest.raises(FilterError, match=r"rater:r55: no clip has rater 'r55'; did you mean"):
+            select_clip_ids(conn, "rater:r55")  # a typo is named, not an empty selection
         unreliable = select_clip_ids(conn, "unreliable")
     cut = max(float(np.quantile(fit.shift, 0.9)), UNRELIABLE_FLOOR)
     expected = {int(c) for c, s in zip(fit.clip_ids, fit.shift, strict=True) if s >= cut - 1e-9}
