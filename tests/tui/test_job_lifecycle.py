@@ -252,6 +252,10 @@ def test_fit_shortens_the_parts_that_give_most_first() -> None:
 async def _resample_dialog_open(pilot: Pilot[None]) -> None:
     modal = await _resample_dialog(pilot.app, pilot, "./checkpoint")  # type: ignore[arg-type]
     await until(pilot, lambda: bool(modal.clip_key))
+    model = modal.query_one("#model", Input)
+    model.cursor_blink = False  # a blinking cursor would make the picture random
+    model.focus()
+    await until(pilot, lambda: model.has_focus)
     await pilot.pause(0.1)
 
 
