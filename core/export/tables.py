@@ -60,7 +60,7 @@ from ambiscope.core.export.data import (
 from ambiscope.core.export.provenance import build_provenance
 from ambiscope.core.metrics import METRICS
 from ambiscope.core.metrics.bootstrap import CohortMember, check_metrics, evaluate_cohort
-from ambiscope.core.reference import reference_name
+from ambiscope.core.reference import REFERENCES, reference_name
 from ambiscope.core.scaling.strategies import (
     approximate_strategies,
     first_answer_strategies,
@@ -511,6 +511,9 @@ def _legend(table: BenchmarkTable, titles: Titles = _title, less: str = "<") -> 
         )
     if o.calibrate_on is not None:
         parts.append(calibration_note(o.calibration, o.calibrate_on, o.bootstrap > 0))
+    if reference_name(o.reference) != "human":  # the default goes unsaid, any other is named
+        name = reference_name(o.reference)
+        parts.append(f"reference: {name}, {REFERENCES.meta(name)['description']}")
     arrows = ", ".join(
         f"{titles(m)} {'higher' if _higher(m) else 'lower'} is better" for m in o.metrics
     )

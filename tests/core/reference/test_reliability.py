@@ -229,6 +229,8 @@ def test_references_are_registered_and_used_by_compare_and_metrics(sim: Sim) -> 
     )
     assert out.exit_code == 0, out.output
     assert '"reference": "human-mace"' in out.output
+    text = runner.invoke(main, [*db, "metrics", "--reference", "human-ds", "--bootstrap", "0"])
+    assert "reference: human-ds, Dawid-Skene posterior" in text.output  # the table says so
     (dataset,) = json.loads(out.output)["provenance"]["datasets"]
     shown = runner.invoke(main, [*db, "reliability", "show", "-d", "sim"])
     listed = runner.invoke(main, [*db, "stats", "-d", "sim", "--raters"])
