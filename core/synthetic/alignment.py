@@ -177,6 +177,19 @@ class _Inputs:
         masks = [np.ones(n, dtype=bool) if g == ALL else (np.asarray(groups) == g) for g in names]
         return cls(labels, P, counts, options or DistributionOptions(), names, masks)
 
+    def tallies(self, repeats: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Zeroed (sums, counts of finite values) per metric: (group, repeat, k)."""
+        shape = (len(self.names), repeats, self.labels.shape[1])
+        return {m: np.zeros(shape) for m in METRICS}, {m: np.zeros(shape) for m in METRICS}
+
+    def curves(self, sums: dict[str, np.ndarray], used: dict[str, np.ndarray]) -> dict[str, Curve]:
+        """One Curve per group from the filled tallies."""
+        K = self.labels.shape[1]
+        return {
+            name: _curve(name, int(self.masks[g].sum()), g, sums, used, K)
+            for g, name in enumerate(self.names)
+        }
+
 
 def alignment_curves(
     labels: np.ndarray,
@@ -198,19 +211,11 @@ def alignment_curves(
     if orderings < 1:
         raise ValueError("--orderings must be >= 1")
     data = _Inputs.of(labels, human_dist, human_counts, options, groups, group_order)
-    labels, P, counts, opts, names, masks = (
-        data.labels,
-        data.P,
-        data.counts,
-        data.options,
-        data.names,
-        data.masks,
-    )
+    labels, P, counts, opts, masks = data.labels, data.P, data.counts, data.options, data.masks
     n, K = labels.shape
     rng = np.random.default_rng(seed)
     perms = [rng.permutation(K) for _ in range(orderings)]
-    sums = {m: np.zeros((len(names), orderings, K)) for m in METRICS}
-    used = {m: np.zeros((len(names), orderings, K)) for m in METRICS}
+    sums, used = data.tallies(orderings)
     step = max(1, _CHUNK_ELEMENTS // max(1, K * P.shape[1]))
     for start in range(0, n, step):
         sl = slice(start, start + step)
@@ -223,9 +228,7 @@ def alignment_curves(
                     part = mask[sl]
                     sums[m][g, r] += np.where(finite[part], v[part], 0.0).sum(axis=0)
                     used[m][g, r] += finite[part].sum(axis=0)
-    return {
-        name: _curve(name, int(masks[g].sum()), g, sums, used, K) for g, name in enumerate(names)
-    }
+    return data.curves(sums, used)
 
 
 def _group_names(groups: np.ndarray | None, n: int, order: Sequence[str]) -> list[str]:
@@ -285,18 +288,10 @@ def sampled_curves(
     if repeats < 1:
         raise ValueError("saturation_repeats must be >= 1")
     data = _Inputs.of(labels, human_dist, human_counts, options, groups, group_order)
-    labels, P, counts, opts, names, masks = (
-        data.labels,
-        data.P,
-        data.counts,
-        data.options,
-        data.names,
-        data.masks,
-    )
+    labels, P, counts, opts, masks = data.labels, data.P, data.counts, data.options, data.masks
     n, K = labels.shape
     valid = [labels[i][labels[i] >= 0].tolist() for i in range(n)]
-    sums = {m: np.zeros((len(names), repeats, K)) for m in METRICS}
-    used = {m: np.zeros((len(names), repeats, K)) for m in METRICS}
+    sums, used = data.tallies(repeats)
     for k in range(1, K + 1):
         for r in range(repeats):
             votes = _sampled_votes(valid, k, random.Random(seed + r), P.shape[1])
@@ -306,9 +301,7 @@ def sampled_curves(
                 for g, mask in enumerate(masks):
                     sums[m][g, r, k - 1] = v[mask & finite].sum()
                     used[m][g, r, k - 1] = (mask & finite).sum()
-    return {
-        name: _curve(name, int(masks[g].sum()), g, sums, used, K) for g, name in enumerate(names)
-    }
+    return data.curves(sums, used)
 
 
 def _sampled_votes(valid: list[list[int]], k: int, rng: random.Random, n_labels: int) -> np.ndarray:
