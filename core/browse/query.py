@@ -534,17 +534,14 @@ class ClipPrediction:
 # The primary key is (run_id, strategy, clip_id): `WHERE run_id = ? AND clip_id = ?` would
 # scan the whole run (~6 ms at 150k clips, on every cursor stop). The few strategy names
 # are found by skipping through the index (one seek each), then each row by its key.
-_CLIP_PREDICTIONS = """
-WITH RECURSIVE s(name) AS (
-  SELECT (SELECT min(strategy) FROM predictions WHERE run_id = :run)
-  UNION ALL
-  SELECT (SELECT min(strategy) FROM predictions WHERE run_id = :run AND strategy > s.name)
-  FROM s WHERE s.name IS NOT NULL
-)
+_CLIP_PREDICTIONS = (
+    priority.RUN_STRATEGIES_CTE
+    + """
 SELECT p.strategy, p.distribution, p.label, p.entropy, p.js, p.bc, p.agree
 FROM s JOIN predictions p ON p.run_id = :run AND p.strategy = s.name AND p.clip_id = :clip
 ORDER BY p.strategy
 """
+)
 
 
 def clip_predictions(conn: sqlite3.Connection, run_id: int, clip_id: int) -> list[ClipPrediction]:
