@@ -309,7 +309,7 @@ KEYS: tuple[KeySpec, ...] = (
         "h",
         "cycle_reference",
         "reference",
-        "compare with the human, synthetic or combined (pooled) votes",
+        "compare with another reference: human, synthetic, combined, human-ds, human-mace",
         "Metrics screen",
         scope="metrics",
     ),
