@@ -326,12 +326,19 @@ def _cached(conn: sqlite3.Connection, key: tuple[Any, ...], compute: Callable[[]
         hit = _CACHE.get(key)
     if hit is not None and hit[0] is conn and hit[1] == version:
         return hit[2]
-    value = compute()
+    return _remember(_CACHE, _CACHE_SIZE, key, (conn, version, compute()))[2]
+
+
+_V = TypeVar("_V")
+
+
+def _remember(cache: OrderedDict[Any, _V], size: int, key: Any, value: _V) -> _V:
+    """Store `value` as the newest entry of an LRU cache of `size` entries."""
     with _CACHE_LOCK:
-        _CACHE[key] = (conn, version, value)
-        _CACHE.move_to_end(key)
-        while len(_CACHE) > _CACHE_SIZE:
-            _CACHE.popitem(last=False)
+        cache[key] = value
+        cache.move_to_end(key)
+        while len(cache) > size:
+            cache.popitem(last=False)
     return value
 
 
@@ -401,12 +408,7 @@ def _run_spread(conn: sqlite3.Connection, run_id: int | None) -> _Spread:
         hit = _SPREADS.get(key)
     if hit is not None:
         return hit
-    value = read()
-    with _CACHE_LOCK:
-        _SPREADS[key] = value
-        while len(_SPREADS) > _SPREADS_SIZE:
-            _SPREADS.popitem(last=False)
-    return value
+    return _remember(_SPREADS, _SPREADS_SIZE, key, read())
 
 
 def _scored_ordered_ids(conn: sqlite3.Connection, query: BrowseQuery) -> np.ndarray:

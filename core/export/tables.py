@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from ambiscope.core.browse.filters import Filter
 from ambiscope.core.conventions import Conventions, resolve
 from ambiscope.core.export import TABLE_FORMATS
 from ambiscope.core.export._common import ExportError, atomic_write_text, dumps
@@ -313,6 +314,8 @@ class MetricsPlan:
     where: str | None
     reference: str
     options: TableOptions
+    # `where` parsed, its values checked against the selected datasets (None: no filter)
+    flt: Filter | None = None
 
 
 def plan_metrics(
@@ -339,28 +342,34 @@ def plan_metrics(
     check_strategies(ws, selected, strategies)
     strategies = _with_baseline(ws, selected, strategies, options.baseline)
     within = dss[0].id if len(dss) == 1 else None
-    checked_filter(ws.conn, where, within)  # a bad filter fails before any work
+    flt = checked_filter(ws.conn, where, within)  # a bad filter fails before any work
     prepare_references(ws, dss, options.conventions)
-    return MetricsPlan(tuple(dss), tuple(selected), tuple(strategies), where, reference, options)
+    return MetricsPlan(
+        tuple(dss),
+        tuple(selected),
+        tuple(strategies),
+        where,
+        reference,
+        options,
+        None if flt.is_empty() else flt,
+    )
 
 
 def read_metrics(
     ws: Workspace, plan: MetricsPlan, *, export: str = "metrics"
 ) -> tuple[list[MemberData], dict[str, Any]]:
     """(aligned members, provenance); call inside `ws.snapshot()`."""
-    from ambiscope.core.browse.query import checked_filter, select_clip_ids
+    from ambiscope.core.browse.query import select_clip_ids
 
     warnings: list[str] = []
     members: list[MemberData] = []
-    within = plan.datasets[0].id if len(plan.datasets) == 1 else None
-    where = checked_filter(ws.conn, plan.where, within) if plan.where else None
     for ds in plan.datasets:
         data = load_dataset(ws, ds, plan.reference, plan.options.conventions)
         clip_ids = None
-        if where is not None and plan.where.strip():
+        if plan.flt is not None:
             selected = select_clip_ids(
                 ws.conn,
-                where,
+                plan.flt,
                 dataset_id=ds.id,
                 run_id=plan.runs[0].id if plan.runs else None,
                 strategy=plan.strategies[0] if plan.strategies else None,
