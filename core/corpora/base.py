@@ -251,6 +251,37 @@ def _label_set(
     return canonical_order(labels)
 
 
+def canonical_label(
+    mapper: LabelMapper, raw: str, options: ImportOptions, dropped: Counter[str]
+) -> str | None:
+    """`raw`'s canonical label under the user's options (`--unknown other`,
+    `--merge-excited`), or None for a vote that is dropped (counted in `dropped`: a
+    no-agreement code, or an unknown word under `--unknown drop|error`)."""
+    label = mapper.map(raw)
+    if label is None:
+        if not mapper.is_unknown(raw):
+            dropped["no-agreement code"] += 1
+            return None
+        if options.unknown != "other":
+            dropped["unknown label"] += 1
+            return None
+        return "other"
+    if options.merge_excited and label == "excited":
+        return "happy"
+    return label
+
+
+def check_unknown(mapper: LabelMapper, options: ImportOptions, where: str) -> None:
+    """Under `--unknown error`, the words nobody mapped are one error listing them."""
+    if mapper.unknown and options.unknown == "error":
+        raise ImportFormatError(
+            where,
+            None,
+            f"unknown labels {mapper.unknown_summary()}; map them with --map WORD=label "
+            "or choose --unknown other|drop",
+        )
+
+
 def map_votes(
     parsed: ParsedCorpus, options: ImportOptions
 ) -> tuple[list[tuple[RawVote, str]], Counter[str], Counter[str], tuple[str, ...]]:
@@ -262,29 +293,15 @@ def map_votes(
     """
     mapper = LabelMapper(corpus=parsed.corpus, extra=dict(options.label_map))
     dropped: Counter[str] = Counter()
-    mapped: list[tuple[RawVote, str | None]] = [(v, mapper.map(v.label)) for v in parsed.votes]
-    declared = _declared_labels(parsed, options, mapper)
-    if mapper.unknown and options.unknown == "error":
-        raise ImportFormatError(
-            parsed.root or parsed.format,
-            None,
-            f"unknown labels {mapper.unknown_summary()}; map them with --map WORD=label "
-            "or choose --unknown other|drop",
-        )
-    resolved: list[tuple[RawVote, str]] = []
-    for vote, label in mapped:
-        if label is None:
-            if mapper.is_unknown(vote.label):
-                if options.unknown == "other":
-                    resolved.append((vote, "other"))
-                else:
-                    dropped["unknown label"] += 1
-            else:
-                dropped["no-agreement code"] += 1
-            continue
-        if options.merge_excited and label == "excited":
-            label = "happy"
-        resolved.append((vote, label))
+    labels = [canonical_label(mapper, v.label, options, dropped) for v in parsed.votes]
+    # the input's declared labels (a labeling config) are mapped like votes, never counted
+    declared = [
+        label
+        for word in parsed.declared_labels
+        if (label := canonical_label(mapper, word, options, Counter())) is not None
+    ]
+    check_unknown(mapper, options, parsed.root or parsed.format)
+    resolved = [(v, lbl) for v, lbl in zip(parsed.votes, labels, strict=True) if lbl is not None]
     if not resolved and not declared and not options.labels:
         raise ImportFormatError(
             parsed.root or parsed.format,
@@ -301,20 +318,6 @@ def map_votes(
         else:
             dropped[f"outside label set ({label})"] += 1
     return fold_votes(kept), dropped, mapper.unknown, label_set
-
-
-def _declared_labels(
-    parsed: ParsedCorpus, options: ImportOptions, mapper: LabelMapper
-) -> list[str]:
-    """The input's declared labels, mapped like votes (an unknown word counts as one)."""
-    out: list[str] = []
-    for word in parsed.declared_labels:
-        label = mapper.map(word)
-        if label is None and mapper.is_unknown(word) and options.unknown == "other":
-            label = "other"
-        if label is not None:
-            out.append("happy" if options.merge_excited and label == "excited" else label)
-    return out
 
 
 def fold_votes(votes: list[tuple[RawVote, str]]) -> list[tuple[RawVote, str]]:

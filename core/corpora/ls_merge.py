@@ -46,6 +46,8 @@ from ambiscope.core.corpora.base import (
     ImportOptions,
     ParsedCorpus,
     RawVote,
+    canonical_label,
+    check_unknown,
     fold_votes,
 )
 from ambiscope.core.labels import LabelMapper
@@ -252,29 +254,15 @@ def _mapped(
         target = targets.get(vote.clip_key)
         if target is None:
             continue
-        label = mapper.map(vote.label)
+        label = canonical_label(mapper, vote.label, options, dropped)
         if label is None:
-            if not mapper.is_unknown(vote.label):
-                dropped["no-agreement code"] += 1
-                continue
-            if options.unknown != "other":
-                dropped["unknown label"] += 1
-                continue
-            label = "other"
-        if options.merge_excited and label == "excited":
-            label = "happy"
+            continue
         if label in target.dataset.label_set:
             kept.append((vote, label))
         else:
             missing[(target.dataset.name, label)].append(vote)
     path = _file(parsed)
-    if mapper.unknown and options.unknown == "error":
-        raise ImportFormatError(
-            path,
-            None,
-            f"unknown labels {mapper.unknown_summary()}; map them with --map WORD=label "
-            "or choose --unknown other|drop",
-        )
+    check_unknown(mapper, options, path)
     if missing:
         raise ImportFormatError(path, None, _incompatible(parsed, targets, missing))
     return fold_votes(kept), dropped
